@@ -1,0 +1,1 @@
+"""Lightning callbacks of spikelearn, installed as ``spikelearn.callbacks``."""

@@ -1,0 +1,1 @@
+"""The mathematics of spikelearn: pure tensor functions (torch, numpy, scipy only; no Lightning)."""
