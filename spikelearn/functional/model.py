@@ -1,0 +1,181 @@
+r"""The two-layer network, its closed-form gradient step and the ridge readout (SPEC §1).
+
+Symbols:
+    ``N``: width; ``d``: input dimension; ``n``: batch size.
+    ``W``: ``(N, d)`` first-layer weights, rows ``w_i``; ``a``: ``(N,)`` second-layer weights (fixed during the
+    feature-learning steps).
+    ``X``: ``(n, d)`` inputs, rows ``x_j``; ``y``: ``(n,)`` labels.
+
+.. math::
+
+    f(x; W) = N^{-1/2} \sum_i a_i\, \sigma(\langle w_i, x\rangle), \qquad
+    L(W) = \frac{1}{2n} \sum_j (y_j - f(x_j; W))^2,
+
+    G(W) = -\nabla_W L = \frac{1}{n} \sum_j r_j\, N^{-1/2} (a \odot \sigma'(W x_j))\, x_j^\top, \qquad
+    W_t = W_{t-1} + \eta_t \sqrt{N}\, G(W_{t-1}).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from spikelearn.functional.activations import Activation
+
+__all__ = [
+    "INIT_KINDS",
+    "LOSSES",
+    "READOUT_KINDS",
+    "gradient_step",
+    "init_first_layer",
+    "init_second_layer",
+    "loss",
+    "negative_gradient",
+    "network_features",
+    "network_output",
+    "residual",
+    "ridge_readout",
+]
+
+INIT_KINDS = ("gaussian", "sphere")
+"""First-layer initialisations: rows iid ``N(0, I/d)``, or uniform on the unit sphere."""
+READOUT_KINDS = ("gaussian", "rademacher", "constant")
+"""Second-layer initialisations: iid ``N(0, 1/N)``, ``±1/√N``, or ``1/√N``."""
+LOSSES = ("mse", "correlation")
+"""Losses: squared error, or correlation loss ``-(1/n) Σ_j y_j f(x_j)`` (residual ``r_j ≡ y_j``)."""
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"Expected `{name}` to be one of {list(allowed)}, got {value!r}.")
+
+
+def init_first_layer(
+    N: int, d: int, generator: torch.Generator, kind: str = "gaussian", dtype: torch.dtype = torch.float32
+) -> Tensor:
+    r"""Initial first layer ``W0``, shape ``(N, d)``: iid :math:`N(0, 1/d)` or rows uniform on the unit sphere.
+
+    Example:
+        >>> W0 = init_first_layer(3, 4, torch.Generator().manual_seed(0), kind="sphere")
+        >>> torch.allclose(W0.norm(dim=1), torch.ones(3))
+        True
+    """
+    _check_choice("init", kind, INIT_KINDS)
+    W0 = torch.randn(N, d, generator=generator, dtype=torch.float64)
+    W0 = W0 / (W0.norm(dim=1, keepdim=True) if kind == "sphere" else math.sqrt(d))
+    return W0.to(dtype)
+
+
+def init_second_layer(N: int, generator: torch.Generator, kind: str = "gaussian", dtype: torch.dtype = torch.float32) -> Tensor:
+    r"""Second layer ``a``, shape ``(N,)``: iid :math:`N(0, 1/N)`, Rademacher :math:`\pm 1/\sqrt N`, or :math:`1/\sqrt N`.
+
+    Example:
+        >>> init_second_layer(4, torch.Generator().manual_seed(0), kind="constant")
+        tensor([0.5000, 0.5000, 0.5000, 0.5000])
+    """
+    _check_choice("readout_init", kind, READOUT_KINDS)
+    if kind == "gaussian":
+        a = torch.randn(N, generator=generator, dtype=torch.float64)
+    elif kind == "rademacher":
+        a = torch.randint(0, 2, (N,), generator=generator).to(torch.float64) * 2.0 - 1.0
+    else:
+        a = torch.ones(N, dtype=torch.float64)
+    return (a / math.sqrt(N)).to(dtype)
+
+
+def network_features(W: Tensor, X: Tensor, activation: Activation) -> Tensor:
+    r"""Learned features :math:`\sigma(X W^\top)/\sqrt N`, shape ``(n, N)``."""
+    return activation.function(X @ W.T) / math.sqrt(W.shape[0])
+
+
+def network_output(W: Tensor, a: Tensor, X: Tensor, activation: Activation) -> Tensor:
+    r"""Network output :math:`f(x_j; W) = N^{-1/2} \sum_i a_i \sigma(\langle w_i, x_j\rangle)`, shape ``(n,)``.
+
+    Example:
+        >>> from spikelearn.functional.activations import get_activation
+        >>> W, a, X = torch.ones(4, 2), torch.ones(4), torch.zeros(3, 2)
+        >>> network_output(W, a, X, get_activation("relu"))
+        tensor([0., 0., 0.])
+    """
+    return network_features(W, X, activation) @ a
+
+
+def residual(W: Tensor, a: Tensor, X: Tensor, y: Tensor, activation: Activation, loss_kind: str = "mse") -> Tensor:
+    r"""Residual ``r_j``: :math:`y_j - f(x_j; W)` for ``"mse"``, :math:`y_j` for ``"correlation"``; shape ``(n,)``."""
+    _check_choice("loss", loss_kind, LOSSES)
+    return y if loss_kind == "correlation" else y - network_output(W, a, X, activation)
+
+
+def loss(W: Tensor, a: Tensor, X: Tensor, y: Tensor, activation: Activation, loss_kind: str = "mse") -> Tensor:
+    r"""Batch loss: :math:`\frac{1}{2n}\sum_j (y_j - f(x_j))^2` (``"mse"``) or :math:`-\frac1n \sum_j y_j f(x_j)`.
+
+    Example:
+        >>> from spikelearn.functional.activations import get_activation
+        >>> W, a, X, y = torch.zeros(4, 2), torch.ones(4), torch.ones(3, 2), torch.ones(3)
+        >>> float(loss(W, a, X, y, get_activation("relu")))
+        0.5
+    """
+    _check_choice("loss", loss_kind, LOSSES)
+    output = network_output(W, a, X, activation)
+    if loss_kind == "correlation":
+        return -(y * output).mean()
+    return 0.5 * ((y - output) ** 2).mean()
+
+
+def negative_gradient(
+    W: Tensor, a: Tensor, X: Tensor, y: Tensor, activation: Activation, loss_kind: str = "mse"
+) -> Tensor:
+    r"""Closed-form negative gradient :math:`G(W) = -\nabla_W L`, shape ``(N, d)``.
+
+    .. math:: G(W) = \frac{1}{n} \sum_j r_j\, N^{-1/2} (a \odot \sigma'(W x_j))\, x_j^\top
+              = \frac{1}{n\sqrt N} \big(\sigma'(X W^\top) \odot r a^\top\big)^\top X.
+
+    Args:
+        W: ``(N, d)``; a: ``(N,)``; X: ``(n, d)``; y: ``(n,)``.
+        activation: supplies ``σ'``.
+        loss_kind: ``"mse"`` or ``"correlation"`` (residual ``r_j ≡ y_j``).
+    """
+    n, N = X.shape[0], W.shape[0]
+    r = residual(W, a, X, y, activation, loss_kind)  # (n,)
+    weighted = activation.derivative(X @ W.T) * (r[:, None] * a[None, :])  # (n, N)
+    return weighted.T @ X / (n * math.sqrt(N))
+
+
+def gradient_step(W: Tensor, G: Tensor, eta: float) -> Tensor:
+    r"""One feature-learning step :math:`W_t = W_{t-1} + \eta_t \sqrt N\, G(W_{t-1})`.
+
+    Example:
+        >>> gradient_step(torch.zeros(4, 1), torch.ones(4, 1), 0.5)
+        tensor([[1.],
+                [1.],
+                [1.],
+                [1.]])
+    """
+    return W + eta * math.sqrt(W.shape[0]) * G
+
+
+def ridge_readout(features: Tensor, y: Tensor, ridge: float) -> Tensor:
+    r"""Ridge-regression second layer on fixed features (Ba et al.'s readout protocol).
+
+    .. math:: \hat a = \arg\min_a \frac1n \|y - \Phi a\|^2 + \lambda \|a\|^2 = (\Phi^\top\Phi + n\lambda I)^{-1}\Phi^\top y
+
+    Args:
+        features: ``Φ = σ(X W_Tᵀ)/√N``, shape ``(n, N)``.
+        y: ``(n,)`` labels.
+        ridge: ``λ >= 0``.
+
+    Returns:
+        ``(N,)`` fitted second layer.
+
+    Example:
+        >>> Phi = torch.eye(3, dtype=torch.float64)
+        >>> ridge_readout(Phi, torch.tensor([3.0, 0.0, 0.0], dtype=torch.float64), ridge=0.0)
+        tensor([3., 0., 0.], dtype=torch.float64)
+    """
+    if not ridge >= 0.0:
+        raise ValueError(f"`ridge` must be >= 0, got {ridge!r}.")
+    n, N = features.shape
+    gram = features.T @ features + n * ridge * torch.eye(N, dtype=features.dtype, device=features.device)
+    return torch.linalg.solve(gram, features.T @ y) if ridge > 0 else torch.linalg.lstsq(features, y[:, None]).solution[:, 0]

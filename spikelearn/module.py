@@ -1,0 +1,155 @@
+"""The two-layer network as a LightningModule: plain SGD on ``W`` with learning rate ``η_t √N`` (SPEC §1).
+
+``W`` (``(N, d)``) is the only trainable parameter; ``a`` (``(N,)``) is a buffer, fixed during the
+feature-learning steps. The loss and gradient are the functional ones of :mod:`spikelearn.functional.model`;
+autograd of :func:`~spikelearn.functional.model.loss` is exactly ``-G(W)``, so one optimizer step is
+``W_t = W_{t-1} + η_t √N G(W_{t-1})``. Under DDP each rank holds ``n / world_size`` rows and the averaged
+gradient is the full-batch one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from spikelearn.functional import activations as F_act
+from spikelearn.functional import model as F
+from spikelearn.functional.schedule import StepSchedule
+
+__all__ = ["DivergenceError", "TwoLayerModule"]
+
+
+class DivergenceError(RuntimeError):
+    """Training diverged: the loss or ``W`` became non-finite, or ``‖W‖_F`` grew past the allowed factor."""
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+    return value
+
+
+class TwoLayerModule(L.LightningModule):
+    """``f(x) = a·σ(Wx)/√N`` trained by full-batch GD with ``η_t = c_t N^{α_t}``.
+
+    Args:
+        width: ``N``.
+        input_dim: ``d`` (linked to ``data.input_dim`` by the CLI).
+        activation: a name of :data:`spikelearn.functional.ACTIVATIONS` (default shifted tanh).
+        init: first-layer init, one of :data:`~spikelearn.functional.model.INIT_KINDS`.
+        readout_init: second-layer init, one of :data:`~spikelearn.functional.model.READOUT_KINDS`.
+        step_c: ``c_1, c_2, …`` of the listed steps.
+        step_alpha: ``α_1, α_2, …`` of the listed steps (outside ``[0, 1/2)`` warns: the theory does not apply).
+        step_tail: how ``η_t`` continues after the listed steps (``"constant"`` or ``"inverse_sqrt"``).
+        loss: ``"mse"`` or ``"correlation"``.
+        seed: seeds ``W0`` and ``a``.
+        readout: fit ``a`` by ridge regression on ``σ(W_T x)/√N`` after training and log train/test MSE.
+        readout_ridge: ``λ`` of the readout.
+        max_norm_growth: stop with :class:`DivergenceError` when ``‖W_t‖_F > max_norm_growth · ‖W_0‖_F``.
+    """
+
+    def __init__(
+        self,
+        width: int = 256,
+        input_dim: int = 256,
+        activation: str = "shifted_tanh",
+        init: str = "gaussian",
+        readout_init: str = "gaussian",
+        step_c: Sequence[float] = (1.0, 1.0),
+        step_alpha: Sequence[float] = (0.25, 0.25),
+        step_tail: str = "constant",
+        loss: str = "mse",
+        seed: int = 0,
+        readout: bool = False,
+        readout_ridge: float = 1e-3,
+        max_norm_growth: float = 1e3,
+    ) -> None:
+        super().__init__()
+        self.width = _positive_int("model.width", width)
+        self.input_dim = _positive_int("model.input_dim", input_dim)
+        self.activation = F_act.get_activation(activation)
+        if loss not in F.LOSSES:
+            raise ValueError(f"Expected `model.loss` to be one of {list(F.LOSSES)}, got {loss!r}.")
+        self.loss_kind = loss
+        self.schedule = StepSchedule.validated(step_c, step_alpha, step_tail)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise ValueError(f"`model.seed` must be an integer in [0, 2**63), got {seed!r}.")
+        if not (isinstance(readout_ridge, (int, float)) and math.isfinite(readout_ridge) and readout_ridge >= 0):
+            raise ValueError(f"`model.readout_ridge` must be a finite number >= 0, got {readout_ridge!r}.")
+        if not (isinstance(max_norm_growth, (int, float)) and max_norm_growth > 1):
+            raise ValueError(f"`model.max_norm_growth` must be a number > 1, got {max_norm_growth!r}.")
+        self.readout, self.readout_ridge, self.max_norm_growth = bool(readout), float(readout_ridge), float(max_norm_growth)
+        self.a_kind = readout_init
+        generator = torch.Generator().manual_seed(seed)
+        self.W = torch.nn.Parameter(F.init_first_layer(self.width, self.input_dim, generator, init))  # (N, d)
+        self.register_buffer("a", F.init_second_layer(self.width, generator, readout_init))  # (N,)
+        self.register_buffer("W0_norm", self.W.detach().norm())
+        self.save_hyperparameters(ignore=[] if isinstance(activation, str) else ["activation"])
+        self.readout_metrics: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ math glue
+    def forward(self, X: Tensor) -> Tensor:
+        """Network output ``(n,)`` for inputs ``X`` ``(n, d)``."""
+        return F.network_output(self.W, self.a, X, self.activation)
+
+    def eta(self, step: int) -> float:
+        """``η_t`` of step ``t >= 1`` at this width."""
+        return self.schedule.eta(step, self.width)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        X, y, step = batch
+        value = F.loss(self.W, self.a, X, y, self.activation, self.loss_kind)
+        if not torch.isfinite(value):
+            raise DivergenceError(f"The loss at step {step} (eta_t = {self.eta(step):.6g}) is {float(value)}: training diverged.")
+        self.log("train/loss", value, sync_dist=True, prog_bar=True, batch_size=X.shape[0])
+        self.log("train/eta", self.eta(step), batch_size=X.shape[0])
+        return value
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.SGD([self.W], lr=1.0, momentum=0.0, weight_decay=0.0)
+        sqrt_N = math.sqrt(self.width)
+        # LambdaLR's index i counts completed steps, so the lr for step t = i + 1 is η_t √N
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: self.eta(i + 1) * sqrt_N)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Callable[[], Any] | None = None) -> None:
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        self._check_finite_and_bounded(self.global_step + 1)
+
+    def _check_finite_and_bounded(self, step: int) -> None:
+        W = self.W.detach()
+        norm = float(W.norm())
+        where = f"after step {step} (eta_t = {self.eta(step):.6g})"
+        if not math.isfinite(norm):
+            raise DivergenceError(f"W has non-finite entries {where}: training diverged.")
+        limit = self.max_norm_growth * float(self.W0_norm)
+        if norm > limit:
+            raise DivergenceError(
+                f"||W||_F = {norm:.6g} {where} exceeds model.max_norm_growth x ||W_0||_F = {limit:.6g}: training diverged."
+            )
+
+    # ------------------------------------------------------------------ readout
+    def fit_readout(self, datamodule: Any) -> dict[str, float]:
+        """Ridge readout on ``σ(W_T x)/√N`` (Ba et al.): returns ``readout/train_mse`` and ``readout/test_mse``."""
+        dtype, device = self.W.dtype, self.W.device
+        X_fit, y_fit = datamodule.readout_set(device, dtype)
+        X_test, y_test = datamodule.test_set(device, dtype)
+        with torch.no_grad():
+            features_fit = F.network_features(self.W, X_fit, self.activation)
+            a_hat = F.ridge_readout(features_fit, y_fit, self.readout_ridge)
+            train_mse = float(((features_fit @ a_hat - y_fit) ** 2).mean())
+            test_mse = float(((F.network_features(self.W, X_test, self.activation) @ a_hat - y_test) ** 2).mean())
+        return {"readout/train_mse": train_mse, "readout/test_mse": test_mse}
+
+    def on_train_end(self) -> None:
+        if not self.readout or self.trainer.datamodule is None:
+            return
+        self.readout_metrics = self.fit_readout(self.trainer.datamodule)
+        if self.trainer.is_global_zero:
+            for logger in self.trainer.loggers:
+                logger.log_metrics(self.readout_metrics, step=self.global_step)
