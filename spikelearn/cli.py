@@ -8,14 +8,18 @@ or the path printed by :func:`config_path`).
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+# Lightning 2.6 calls jsonargparse APIs deprecated in 4.49; the warnings say nothing about the user's config.
+os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
-from spikelearn.data import GaussianDataModule
-from spikelearn.module import TwoLayerModule
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
+
+from spikelearn.data import GaussianDataModule  # noqa: E402
+from spikelearn.module import TwoLayerModule  # noqa: E402
 
 __all__ = ["CONFIG_NAMES", "SpikelearnCLI", "build_cli", "config_path", "main"]
 

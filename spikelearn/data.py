@@ -40,8 +40,10 @@ class Batch(NamedTuple):
 class StepIndices:
     """Endless, resumable iterable of step numbers ``t = 1, 2, …`` (the training "dataloader").
 
-    It holds no data, only the next step number; Lightning saves and restores it with the loop state
-    (``state_dict`` / ``load_state_dict``), and the data module also realigns it with ``trainer.global_step``.
+    It holds no data, only the next step number. It deliberately has no ``state_dict``: Lightning prefetches one
+    batch ahead, so a saved iterator position would be one step late; instead the data module starts it at
+    ``trainer.global_step + 1`` whenever the loader is (re)built, which on resume is after the checkpoint's
+    ``global_step`` has been restored, and checks every yielded step against the trainer.
     """
 
     def __init__(self, next_step: int = 1) -> None:
@@ -52,12 +54,6 @@ class StepIndices:
             step = self.next_step
             self.next_step += 1
             yield torch.tensor(step)
-
-    def state_dict(self) -> dict[str, int]:
-        return {"next_step": self.next_step}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.next_step = int(state["next_step"])
 
 
 def _positive_int(name: str, value: Any) -> int:
