@@ -87,7 +87,16 @@ def init_second_layer(N: int, generator: torch.Generator, kind: str = "gaussian"
 
 def network_features(W: Tensor, X: Tensor, activation: Activation) -> Tensor:
     r"""Learned features :math:`\sigma(X W^\top)/\sqrt N`, shape ``(n, N)``."""
-    return activation.function(X @ W.T) / math.sqrt(W.shape[0])
+    return _features(X @ W.T, activation)
+
+
+def _features(preactivations: Tensor, activation: Activation) -> Tensor:
+    return activation.function(preactivations) / math.sqrt(preactivations.shape[1])
+
+
+def _residual(preactivations: Tensor, a: Tensor, y: Tensor, activation: Activation, loss_kind: str) -> Tensor:
+    _check_choice("loss", loss_kind, LOSSES)
+    return y if loss_kind == "correlation" else y - _features(preactivations, activation) @ a
 
 
 def network_output(W: Tensor, a: Tensor, X: Tensor, activation: Activation) -> Tensor:
@@ -104,8 +113,7 @@ def network_output(W: Tensor, a: Tensor, X: Tensor, activation: Activation) -> T
 
 def residual(W: Tensor, a: Tensor, X: Tensor, y: Tensor, activation: Activation, loss_kind: str = "mse") -> Tensor:
     r"""Residual ``r_j``: :math:`y_j - f(x_j; W)` for ``"mse"``, :math:`y_j` for ``"correlation"``; shape ``(n,)``."""
-    _check_choice("loss", loss_kind, LOSSES)
-    return y if loss_kind == "correlation" else y - network_output(W, a, X, activation)
+    return _residual(X @ W.T, a, y, activation, loss_kind)
 
 
 def loss(W: Tensor, a: Tensor, X: Tensor, y: Tensor, activation: Activation, loss_kind: str = "mse") -> Tensor:
@@ -138,8 +146,9 @@ def negative_gradient(
         loss_kind: ``"mse"`` or ``"correlation"`` (residual ``r_j ≡ y_j``).
     """
     n, N = X.shape[0], W.shape[0]
-    r = residual(W, a, X, y, activation, loss_kind)  # (n,)
-    weighted = activation.derivative(X @ W.T) * (r[:, None] * a[None, :])  # (n, N)
+    preactivations = X @ W.T  # (n, N), shared by the residual and σ'
+    r = _residual(preactivations, a, y, activation, loss_kind)  # (n,)
+    weighted = activation.derivative(preactivations) * (r[:, None] * a[None, :])  # (n, N)
     return weighted.T @ X / (n * math.sqrt(N))
 
 
