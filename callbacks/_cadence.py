@@ -1,0 +1,48 @@
+"""Which steps a callback acts on: step 0, every step up to ``first_k``, then linear or log-spaced."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["Cadence"]
+
+
+def _int_at_least(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
+    return value
+
+
+class Cadence:
+    """Step selector: step 0, every step ``t <= first_k``, then every ``every_n_steps`` or log-spaced.
+
+    Args:
+        first_k: every step up to this one is selected.
+        every_n_steps: after ``first_k``, steps divisible by this (ignored when ``per_decade`` is set).
+        per_decade: after ``first_k``, the steps ``round(10^(i / per_decade))`` instead (log-spaced).
+        prefix: argument-name prefix for error messages.
+
+    Example:
+        >>> cadence = Cadence(first_k=3, every_n_steps=10)
+        >>> [t for t in range(35) if t in cadence]
+        [0, 1, 2, 3, 10, 20, 30]
+        >>> [t for t in range(1, 200) if t in Cadence(first_k=2, per_decade=4)]
+        [1, 2, 3, 6, 10, 18, 32, 56, 100, 178]
+    """
+
+    def __init__(self, first_k: int = 0, every_n_steps: int = 1, per_decade: int | None = None, prefix: str = "") -> None:
+        self.first_k = _int_at_least(f"{prefix}first_k", first_k, 0)
+        self.every_n_steps = _int_at_least(f"{prefix}every_n_steps", every_n_steps, 1)
+        self.per_decade = None if per_decade is None else _int_at_least(f"{prefix}per_decade", per_decade, 1)
+
+    def __contains__(self, step: int) -> bool:
+        if step <= self.first_k:
+            return step >= 0
+        if self.per_decade is None:
+            return step % self.every_n_steps == 0
+        center = self.per_decade * math.log10(step)
+        return any(round(10 ** (i / self.per_decade)) == step for i in (math.floor(center), math.ceil(center)))
+
+    def __repr__(self) -> str:
+        return f"Cadence(first_k={self.first_k}, every_n_steps={self.every_n_steps}, per_decade={self.per_decade})"

@@ -1,0 +1,93 @@
+"""Glue shared by the callbacks: which weights to watch, where files go, which loggers take what."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+
+from spikelearn.module import TwoLayerModule
+
+__all__ = [
+    "DEFAULT_PARAM",
+    "check_params",
+    "normalize_params",
+    "run_directory",
+    "target_directions",
+    "tensorboard_writers",
+    "two_layer",
+]
+
+DEFAULT_PARAM = "W"
+"""The first layer of :class:`~spikelearn.module.TwoLayerModule`."""
+
+
+def normalize_params(params: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """``None`` (the module's default), one name, or several distinct names."""
+    if params is None:
+        return None
+    names = (params,) if isinstance(params, str) else tuple(params)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"`params` must be a parameter name or a non-empty list of names, got {params!r}.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"`params` lists a name twice: {list(names)!r}.")
+    return names
+
+
+def _two_d_names(pl_module: L.LightningModule) -> list[str]:
+    return [name for name, p in pl_module.named_parameters() if p.ndim == 2]
+
+
+def check_params(pl_module: L.LightningModule, params: tuple[str, ...] | None, owner: str) -> tuple[str, ...]:
+    """Resolve the watched names against the module: each must be a 2-D parameter.
+
+    Raises:
+        ValueError: naming the bad entry and listing the module's 2-D parameters.
+    """
+    available = _two_d_names(pl_module)
+    if params is None:
+        if not isinstance(pl_module, TwoLayerModule):
+            raise ValueError(
+                f"{owner}: `params` must name the weights to watch for a {type(pl_module).__name__} (the default "
+                f"{DEFAULT_PARAM!r} is spikelearn's first layer); its 2-D parameters are {available}."
+            )
+        params = (DEFAULT_PARAM,)
+    for name in params:
+        if name not in available:
+            raise ValueError(
+                f"{owner}: expected each of `params` to be a 2-D parameter of {type(pl_module).__name__}, one of "
+                f"{available}; got {name!r}."
+            )
+    return params
+
+
+def two_layer(pl_module: L.LightningModule) -> TwoLayerModule | None:
+    """The module when the two-layer theory applies to it (spikelearn's module), else ``None``."""
+    return pl_module if isinstance(pl_module, TwoLayerModule) else None
+
+
+def target_directions(trainer: L.Trainer, d: int) -> Tensor | None:
+    """``B`` ``(d, r)`` of the data module when it has one of matching ``d``, else ``None``."""
+    B = getattr(getattr(trainer, "datamodule", None), "directions", None)
+    if isinstance(B, Tensor) and B.ndim == 2 and B.shape[0] == d and B.shape[1] > 0:
+        return B
+    return None
+
+
+def run_directory(trainer: L.Trainer, dirpath: str | Path | None) -> Path:
+    """``dirpath`` or the run's log directory (``trainer.log_dir``; ``default_root_dir`` without a logger).
+
+    ``trainer.log_dir`` broadcasts from rank zero, so call this on every rank (e.g. in ``setup``).
+    """
+    if dirpath is not None:
+        return Path(dirpath)
+    return Path(trainer.log_dir if trainer.log_dir is not None else trainer.default_root_dir)
+
+
+def tensorboard_writers(trainer: L.Trainer) -> list[Any]:
+    """The ``SummaryWriter`` of every TensorBoard logger of the trainer (none without one)."""
+    return [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]

@@ -1,0 +1,376 @@
+r"""``SpectrumMonitor``: the spectral film of a run, logged to TensorBoard and ``spectra.jsonl``.
+
+After each chosen step ``t`` (step 0 in ``on_train_start``) the monitor passes each watched weight ``W_t``
+(``(N, d)``, on its own device) to :func:`spikelearn.functional.spectral.analyze_snapshot` and logs the
+result; it computes nothing itself. For spikelearn's two-layer module it also passes ``a`` (``(N,)``), the
+target directions ``B`` (``(d, r)``), ``W_{t-1}`` (order-k fit of the update), ``W_0`` (finite-N
+prediction) and :math:`\alpha_1..\alpha_t` (asymptotic prediction); for any other module the theory fields
+are ``null`` and ``theory_note`` says why.
+
+Where it goes:
+
+* ``spectra.jsonl`` (in the logger's ``log_dir``, or ``dirpath``): one JSON line per analysed step and
+  weight: ``step``, ``eta``, ``param``, ``N``, ``d``, ``aspect_ratio``, every
+  :class:`~spikelearn.functional.spectral.SnapshotSummary` field, and ``analysis_seconds``.
+* every logger: scalars ``spectrum/<param>/...`` (counts, edges, top values, outliers, alignments,
+  order strengths) at step ``t``.
+* TensorBoard loggers: histogram ``spectrum/<param>/singular_values`` of the full spectrum (fixed-width
+  linear bins), figure ``spectrum/<param>/figure`` on its cadence (also saved as PNG under ``figures/``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+
+from ._cadence import Cadence
+from ._common import (
+    check_params,
+    normalize_params,
+    run_directory,
+    target_directions,
+    tensorboard_writers,
+    two_layer,
+)
+from ._io import append_record, read_records, rewrite_records
+from spikelearn.functional.activations import activation_coefficients
+from spikelearn.functional.spectral import analyze_snapshot, singular_values_full
+from spikelearn.functional.theory import finite_n_predicted_count
+
+__all__ = ["RECORD_FILENAME", "SpectrumMonitor", "record_scalars"]
+
+RECORD_FILENAME = "spectra.jsonl"
+"""Name of the run record in the run directory."""
+
+_NOT_TWO_LAYER = (
+    "{model} is not spikelearn's TwoLayerModule: no known a, B or alpha_t, so the two-layer theory's "
+    "predictions, deflation, order-k fit and left alignments are null"
+)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def record_scalars(record: dict[str, Any], top_k: int = 8) -> dict[str, float]:
+    """TensorBoard scalars of one record, under ``spectrum/<param>/`` (null fields are skipped).
+
+    Tags: ``outliers``, ``outliers_deflated``, ``predicted_outliers``, ``predicted_outliers_deflated``,
+    ``predicted_outliers_finite_n``, ``bulk_edge``, ``bulk_edge_theory``, ``bulk_edge_empirical``, ``margin``,
+    ``noise_scale``, ``eta``, ``singular_value_<i>`` (``i < top_k``), ``outlier_value_<i>`` and
+    ``outlier_margin_<i>``, ``alignment/beta_<j>`` (energy of ``β_j`` captured by the outliers),
+    ``alignment/outlier_<i>/beta_<j>``, ``alignment/baseline``, ``order_strength/k<k>``,
+    ``order_alignment/k<k>/beta_<j>``, ``analysis_seconds``.
+
+    Example:
+        >>> record_scalars({"param": "W", "outliers": 1, "captured_energy": [0.9], "predicted_outliers": None})
+        {'spectrum/W/outliers': 1.0, 'spectrum/W/alignment/beta_0': 0.9}
+    """
+    prefix = f"spectrum/{record['param']}/"
+    out: dict[str, float] = {}
+
+    def put(tag: str, value: Any) -> None:
+        number = _number(value)
+        if number is not None:
+            out[prefix + tag] = number
+
+    for key in (
+        "outliers", "outliers_deflated", "predicted_outliers", "predicted_outliers_deflated",
+        "predicted_outliers_finite_n", "bulk_edge", "bulk_edge_theory", "bulk_edge_empirical", "margin",
+        "noise_scale", "eta",
+    ):
+        put(key, record.get(key))
+    for i, value in enumerate((record.get("singular_values") or [])[:top_k]):
+        put(f"singular_value_{i}", value)
+    for i, value in enumerate((record.get("outlier_values") or [])[:top_k]):
+        put(f"outlier_value_{i}", value)
+    for i, value in enumerate((record.get("outlier_margins") or [])[:top_k]):
+        put(f"outlier_margin_{i}", value)
+    for j, value in enumerate(record.get("captured_energy") or []):
+        put(f"alignment/beta_{j}", value)
+    for i, row in enumerate((record.get("alignment") or [])[:top_k]):
+        for j, value in enumerate(row):
+            put(f"alignment/outlier_{i}/beta_{j}", value)
+    put("alignment/baseline", record.get("captured_energy_baseline"))
+    for k, value in enumerate(record.get("order_strengths") or []):
+        put(f"order_strength/k{k}", value)
+    for k, row in enumerate(record.get("order_alignment") or []):
+        for j, value in enumerate(row):
+            put(f"order_alignment/k{k}/beta_{j}", value)
+    put("analysis_seconds", record.get("analysis_seconds"))
+    return out
+
+
+class SpectrumMonitor(Callback):
+    """Analyse the spectrum of watched weights after chosen steps; log to TensorBoard and ``spectra.jsonl``.
+
+    Args:
+        params: name(s) of 2-D parameters to watch; default ``"W"``, the first layer of spikelearn's
+            :class:`~spikelearn.module.TwoLayerModule` (required for any other module).
+        dirpath: directory of ``spectra.jsonl`` and ``figures/``; default the logger's ``log_dir``
+            (``default_root_dir`` without a logger).
+        first_k: analyse every step ``t <= first_k`` (step 0 is always analysed).
+        every_n_steps: after ``first_k``, analyse steps divisible by this.
+        per_decade: after ``first_k``, analyse ``round(10^(i/per_decade))`` instead (log-spaced).
+        k: top singular values to compute (passed to the engine; capped at ``min(N, d)``).
+        max_order: highest order ``K`` of the left basis ``a, a^{∘2}, …`` and of the order-k fit.
+        quantile: Tracy–Widom quantile of the outlier margin.
+        log_top_k: how many top values / outliers get their own scalar tag.
+        histogram_every_n_steps: log the full-spectrum histogram at analysed steps divisible by this
+            (step 0 included); ``None`` never (the full spectrum costs an ``O(min(N,d)^3)`` eigensolve).
+        histogram_bins_per_edge: histogram bin width is ``(1 + √c) / histogram_bins_per_edge`` (linear bins of
+            fixed width, aligned at 0, so steps are comparable).
+        figure_first_k: draw the figure at every analysed step ``t <= figure_first_k``.
+        figure_every_n_steps: then at analysed steps divisible by this; ``None`` never draws figures.
+        save_figures: also save each figure as ``figures/spectrum_<param>_step<t>.png``.
+
+    Attributes:
+        history: the records written to ``spectra.jsonl``, in order (restored from it on resume).
+        record_path: the ``spectra.jsonl`` path (set at ``setup``).
+    """
+
+    def __init__(
+        self,
+        params: str | Sequence[str] | None = None,
+        dirpath: str | os.PathLike[str] | None = None,
+        first_k: int = 0,
+        every_n_steps: int = 1,
+        per_decade: int | None = None,
+        k: int = 32,
+        max_order: int = 4,
+        quantile: float = 0.995,
+        log_top_k: int = 8,
+        histogram_every_n_steps: int | None = 1,
+        histogram_bins_per_edge: int = 40,
+        figure_first_k: int = 3,
+        figure_every_n_steps: int | None = 10,
+        save_figures: bool = True,
+    ) -> None:
+        self.params = normalize_params(params)
+        self.dirpath = None if dirpath is None else Path(dirpath)
+        self.cadence = Cadence(first_k, every_n_steps, per_decade)
+        for name, value, low in (("k", k, 1), ("max_order", max_order, 0), ("log_top_k", log_top_k, 0),
+                                 ("histogram_bins_per_edge", histogram_bins_per_edge, 1),
+                                 ("figure_first_k", figure_first_k, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
+        for name, value in (("histogram_every_n_steps", histogram_every_n_steps),
+                            ("figure_every_n_steps", figure_every_n_steps)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"`{name}` must be an integer >= 1 or None, got {value!r}.")
+        if not (isinstance(quantile, float) and 0.5 <= quantile <= 0.9999):
+            raise ValueError(f"`quantile` must be a float in [0.5, 0.9999], got {quantile!r}.")
+        self.k, self.max_order, self.quantile, self.log_top_k = k, max_order, quantile, log_top_k
+        self.histogram_every_n_steps = histogram_every_n_steps
+        self.histogram_bins_per_edge = histogram_bins_per_edge
+        self.figure_first_k, self.figure_every_n_steps = figure_first_k, figure_every_n_steps
+        self.save_figures = bool(save_figures)
+        self.history: list[dict[str, Any]] = []
+        self.record_path: Path | None = None
+        self._names: tuple[str, ...] = ()
+        self._mu: list[float] | None = None
+        self._W0: dict[str, Tensor] = {}
+        self._W_prev: dict[str, Tensor] = {}
+        self._warm: dict[str, Tensor] = {}
+        self._restored: dict[str, Any] | None = None
+        self._last_step = -1
+
+    # ================================================================== hooks: when
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._names = check_params(pl_module, self.params, type(self).__name__)
+        # trainer.log_dir broadcasts from rank zero: resolve it here, on every rank, never in rank-zero code
+        self.record_path = run_directory(trainer, self.dirpath) / RECORD_FILENAME
+        module = two_layer(pl_module)
+        if module is not None and self._mu is None:
+            self._mu = activation_coefficients(module.activation, self.max_order + 1).tolist()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        assert self.record_path is not None  # set in setup
+        self.record_path.parent.mkdir(parents=True, exist_ok=True)
+        step = trainer.global_step
+        self._last_step = step
+        if step == 0:
+            if self.record_path.exists() and self.record_path.stat().st_size:
+                rank_zero_warn(f"SpectrumMonitor: replacing the record of an earlier run at {self.record_path}.")
+            rewrite_records(self.record_path, [])
+            self.history = []
+            if two_layer(pl_module) is not None:
+                self._W0 = {name: pl_module.get_parameter(name).detach().clone() for name in self._names}
+            self._analyse(trainer, pl_module, 0)
+        else:
+            self._resume_record(step, pl_module)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        # keep W_{t-1} for the order-k fit of the update of a step that will be analysed
+        if trainer.is_global_zero and two_layer(pl_module) is not None and trainer.global_step + 1 in self.cadence:
+            self._W_prev = {name: pl_module.get_parameter(name).detach().clone() for name in self._names}
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        if not trainer.is_global_zero or step == self._last_step:
+            return  # other ranks, or no optimizer step happened (gradient accumulation)
+        self._last_step = step
+        if step in self.cadence:
+            self._analyse(trainer, pl_module, step)
+        self._W_prev = {}
+
+    # ================================================================== what (the engine) and bookkeeping
+    def _analyse(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        module = two_layer(pl_module)
+        figure_due = self._figure_due(step)
+        histogram_due = self.histogram_every_n_steps is not None and step % self.histogram_every_n_steps == 0
+        for name in self._names:
+            W = pl_module.get_parameter(name).detach()  # (N, d), measured where it lives
+            N, d = W.shape
+            B = target_directions(trainer, d)
+            kwargs: dict[str, Any] = {}
+            if module is not None:
+                kwargs = {
+                    "a": module.a.detach(),  # (N,)
+                    "W_prev": self._W_prev.get(name),
+                    "W0": self._W0.get(name),
+                    "alphas": module.schedule.exponents(step),
+                    "a_kind": module.a_kind,
+                    "activation_coefficients": self._mu,
+                }
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*outside the theory.*")  # kept in theory_note
+                summary = analyze_snapshot(
+                    W,
+                    B=None if B is None else B.to(W.device),
+                    k=min(self.k, N, d),
+                    max_order=self.max_order,
+                    quantile=self.quantile,
+                    warm_start=self._warm.get(name),
+                    **kwargs,
+                )
+            elapsed = time.perf_counter() - start
+            self._warm[name] = summary.right_vectors
+            record: dict[str, Any] = {
+                "step": step,
+                "eta": module.eta(step) if module is not None and step > 0 else None,
+                "param": name,
+                "N": N,
+                "d": d,
+                "aspect_ratio": N / d,
+                **summary.to_json_dict(),
+                "analysis_seconds": elapsed,
+            }
+            if module is None:
+                note = _NOT_TWO_LAYER.format(model=type(pl_module).__name__)
+                record["theory_note"] = note if not record.get("theory_note") else f"{note}; {record['theory_note']}"
+            spectrum = singular_values_full(W) if (histogram_due or figure_due) else None  # (min(N, d),)
+            locations = None
+            if figure_due and module is not None and name in self._W0:
+                locations = finite_n_predicted_count(
+                    W, self._W0[name], module.a.detach(), max_order=self.max_order,
+                    noise_scale=summary.noise_scale, cut=summary.cut, quantile=self.quantile,
+                ).locations
+                locations = [x for x in locations if x > summary.cut]  # the predicted outliers
+            self._write(record)
+            self._log(trainer, record, spectrum if histogram_due else None, spectrum if figure_due else None, locations)
+
+    def _figure_due(self, step: int) -> bool:
+        if self.figure_every_n_steps is None:
+            return False
+        return step <= self.figure_first_k or step % self.figure_every_n_steps == 0
+
+    def _write(self, record: dict[str, Any]) -> None:
+        assert self.record_path is not None
+        append_record(self.record_path, record)
+        self.history.append(record)
+
+    # ================================================================== where
+    def _log(
+        self,
+        trainer: L.Trainer,
+        record: dict[str, Any],
+        histogram: Tensor | None,
+        figure: Tensor | None,
+        locations: list[float] | None,
+    ) -> None:
+        step, name = record["step"], record["param"]
+        scalars = record_scalars(record, self.log_top_k)
+        for logger in trainer.loggers:
+            logger.log_metrics(scalars, step=step)
+        writers = tensorboard_writers(trainer)
+        if histogram is not None and writers:
+            values = histogram.detach().cpu().numpy()
+            width = (1.0 + math.sqrt(record["aspect_ratio"])) / self.histogram_bins_per_edge
+            edges = np.arange(0.0, (math.floor(float(values.max()) / width) + 2) * width, width)
+            for writer in writers:
+                writer.add_histogram(f"spectrum/{name}/singular_values", values, global_step=step, bins=edges)
+        if figure is None:
+            return
+        from spikelearn.plotting import spectrum_figure
+
+        fig = spectrum_figure(
+            figure,
+            N=record["N"],
+            d=record["d"],
+            bulk_edge=record.get("bulk_edge"),
+            margin=record.get("margin"),
+            noise_scale=record.get("noise_scale"),
+            outlier_values=record.get("outlier_values"),
+            predicted_locations=locations,
+            predicted_outliers=record.get("predicted_outliers"),
+            predicted_outliers_finite_n=record.get("predicted_outliers_finite_n"),
+            outliers_deflated=record.get("outliers_deflated"),
+            step=step,
+            eta=record.get("eta"),
+            param=name,
+        )
+        if self.save_figures:
+            assert self.record_path is not None
+            folder = self.record_path.parent / "figures"
+            folder.mkdir(exist_ok=True)
+            fig.savefig(folder / f"spectrum_{name}_step{step:06d}.png", dpi=110)
+        for writer in writers:
+            writer.add_figure(f"spectrum/{name}/figure", fig, global_step=step, close=False)
+
+    # ================================================================== resume
+    def _resume_record(self, step: int, pl_module: L.LightningModule) -> None:
+        """Continue the record of the checkpointed run up to ``step``; drop what came after it."""
+        assert self.record_path is not None
+        source = Path(self._restored["record_path"]) if self._restored else self.record_path
+        if source.exists():
+            kept = [r for r in read_records(source, drop_truncated=True) if r.get("step", -1) <= step]
+        else:
+            kept = []
+            rank_zero_warn(
+                f"SpectrumMonitor: resuming at step {step} but the earlier record {source} is gone; "
+                f"{self.record_path} starts at step {step + 1}."
+            )
+        rewrite_records(self.record_path, kept)
+        self.history = kept
+        if self._restored and self._restored.get("W0"):
+            self._W0 = {n: w.to(pl_module.device) for n, w in self._restored["W0"].items() if n in self._names}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "record_path": None if self.record_path is None else str(self.record_path),
+            "last_step": self._last_step,
+            "W0": {name: w.detach().cpu() for name, w in self._W0.items()},  # for the finite-N count after resume
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = dict(state_dict) if state_dict.get("record_path") else None
