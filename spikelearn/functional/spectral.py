@@ -844,7 +844,7 @@ def _solve_outliers(
         vals = S[: max(k, block)]
         n = detect_outliers(vals, N=N, d=d, frobenius_sq=fro_sq, quantile=quantile).count
         state["n"] = n
-        return min(max(block, n + 2, min(k, rank)), rank)
+        return min(max(block, n + 2), rank)
 
     def stop(S: Tensor, res: Tensor, it: int) -> bool:
         n = state["n"]

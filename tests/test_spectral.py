@@ -1,0 +1,262 @@
+"""Tests for spikelearn.functional.spectral (SPEC §4).
+
+Tolerance scales: outlier locations and overlaps fluctuate on the N^{-1/2} scale
+(1/sqrt(1500) = 0.026), the top bulk value on the Tracy-Widom N^{-2/3} scale.
+"""
+
+import json
+import math
+
+import pytest
+import torch
+
+from spikelearn.functional import spectral
+from spikelearn.functional.rmt import bgn_rank_one, mp_bulk_edge
+from spikelearn.functional.spectral import (
+    analyze_snapshot,
+    detect_outliers,
+    left_alignment,
+    order_decomposition,
+    outlier_alignment,
+    singular_values_full,
+    top_singular_triplets,
+)
+from spikelearn.functional.theory import hadamard_power_basis
+
+F64 = torch.float64
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _noise(N, d, seed, dtype=F64):
+    return torch.randn(N, d, generator=_gen(seed), dtype=dtype) / d**0.5
+
+
+def _planted(N, d, thetas, seed):
+    g = _gen(seed)
+    X = torch.randn(N, d, generator=g, dtype=F64) / d**0.5
+    r = len(thetas)
+    U = torch.linalg.qr(torch.randn(N, r, generator=g, dtype=F64))[0]
+    V = torch.linalg.qr(torch.randn(d, r, generator=g, dtype=F64))[0]
+    W = X + sum(t * torch.outer(U[:, i], V[:, i]) for i, t in enumerate(thetas))
+    return W, U, V
+
+
+def test_all_unique():
+    assert len(spectral.__all__) == len(set(spectral.__all__))
+
+
+@pytest.mark.parametrize("c", [0.5, 1.0, 2.0])
+def test_planted_spikes_match_bgn(c):
+    N = 1500
+    d = int(N / c)
+    thetas = [3.0, 2.0, 0.5 * c**0.25]  # two above BBP, one below
+    W, U, V = _planted(N, d, thetas, seed=int(10 * c))
+    s = analyze_snapshot(W, k=8)
+    assert s.outliers == 2  # the sub-threshold spike is not reported
+    tri = top_singular_triplets(W, 2, tol=1e-6)
+    for i, theta in enumerate(thetas[:2]):
+        p = bgn_rank_one(theta, c)
+        # fluctuations are O(min(N, d)^-1/2): 1/sqrt(1500) = 0.026, 1/sqrt(750) = 0.037.
+        # location: worst observed ~1/sqrt(min(N, d)); tolerance 1.2/sqrt(min(N, d)) (0.03 at 1500)
+        scale = min(N, d) ** -0.5
+        assert s.outlier_values[i] == pytest.approx(p.location, abs=1.2 * scale)
+        # overlaps: larger constants; tolerance 2/sqrt(min(N, d)) (0.05 at 1500)
+        assert float((tri.left[:, i] @ U[:, i]) ** 2) == pytest.approx(p.left_overlap, abs=2 * scale)
+        assert float((tri.right[:, i] @ V[:, i]) ** 2) == pytest.approx(p.right_overlap, abs=2 * scale)
+
+
+@pytest.mark.parametrize("c", [0.5, 1.0, 2.0])
+def test_pure_noise_few_draws(c):
+    N = 300
+    d = int(N / c)
+    hits = sum(analyze_snapshot(_noise(N, d, seed), k=4).outliers > 0 for seed in range(10))
+    assert hits == 0  # P(any) <= 2 % per draw, so 0 of 10 is the likely outcome (P >= 0.8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("c", [0.5, 1.0, 2.0])
+def test_pure_noise_200_draws(c):
+    N = 400
+    d = int(N / c)
+    hits = sum(analyze_snapshot(_noise(N, d, 1000 + seed), k=4).outliers > 0 for seed in range(200))
+    assert hits <= 4  # contract: at most 2 % of draws report any outlier
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("c", [0.5, 1.0, 2.0])
+def test_planted_spikes_many_seeds(c):
+    N = 1500
+    d = int(N / c)
+    for seed in range(5):
+        W, _, _ = _planted(N, d, [2.5, 1.8, 0.4], seed=100 + seed)
+        s = analyze_snapshot(W, k=8)
+        assert s.outliers == 2
+        for v, th in zip(s.outlier_values, [2.5, 1.8]):
+            assert v == pytest.approx(bgn_rank_one(th, c).location, abs=1.2 * min(N, d) ** -0.5)
+
+
+@pytest.mark.parametrize("shape", [(200, 120), (120, 200)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_topk_cold_and_warm_match_full_svd(shape, dtype):
+    N, d = shape
+    g = _gen(3)
+    Ut = torch.linalg.qr(torch.randn(N, 3, generator=g, dtype=F64))[0]
+    Vt = torch.linalg.qr(torch.randn(d, 3, generator=g, dtype=F64))[0]
+    W64 = _noise(N, d, 4) + Ut @ torch.diag(torch.tensor([3.142, 2.718, 2.2], dtype=F64)) @ Vt.T
+    W = W64.to(dtype)
+    ref = torch.linalg.svd(W64)
+    cold = top_singular_triplets(W, 6, tol=1e-5)
+    torch.testing.assert_close(cold.values.double(), ref.S[:6], rtol=1e-4, atol=0)
+    # planted, well separated vectors agree up to sign (error ~ residual / gap)
+    for i in range(3):
+        assert abs(float(cold.right[:, i].double() @ ref.Vh[i])) == pytest.approx(1, abs=1e-4)
+        assert abs(float(cold.left[:, i].double() @ ref.U[:, i])) == pytest.approx(1, abs=1e-4)
+    W2 = (W64 + 0.05 * _noise(N, d, 5)).to(dtype)
+    warm = top_singular_triplets(W2, 6, tol=1e-5, warm_start=cold.right)
+    ref2 = torch.linalg.svdvals(W2.double())
+    torch.testing.assert_close(warm.values.double(), ref2[:6], rtol=1e-4, atol=0)
+
+
+def test_warm_start_fewer_products():
+    W, _, _ = _planted(600, 600, [3.0, 2.2], seed=7)
+    cold = analyze_snapshot(W, k=16)
+    W2 = W + 0.01 * _noise(600, 600, 8)
+    warm = analyze_snapshot(W2, k=16, warm_start=cold.right_vectors)
+    cold2 = analyze_snapshot(W2, k=16)
+    assert warm.outliers == cold2.outliers == 2
+    assert warm.matvecs < cold2.matvecs
+    ref = torch.linalg.svdvals(W2)[:2]
+    torch.testing.assert_close(torch.tensor(warm.outlier_values, dtype=F64), ref, rtol=1e-4, atol=0)
+
+
+def test_full_spectrum():
+    W = _noise(50, 80, 0)
+    torch.testing.assert_close(singular_values_full(W), torch.linalg.svdvals(W))
+    torch.testing.assert_close(singular_values_full(W.T), torch.linalg.svdvals(W))
+
+
+def test_outliers_scale_invariance_and_permutation():
+    W, _, _ = _planted(400, 500, [3.0], seed=2)
+    s1 = analyze_snapshot(W, k=6)
+    s2 = analyze_snapshot(2.5 * W, k=6)
+    perm = torch.randperm(400, generator=_gen(0))
+    s3 = analyze_snapshot(W[perm], k=6)
+    assert s1.outliers == s2.outliers == s3.outliers == 1
+    assert s2.outlier_values[0] == pytest.approx(2.5 * s1.outlier_values[0], rel=1e-6)
+    assert s2.noise_scale == pytest.approx(2.5 * s1.noise_scale, rel=1e-9)
+    assert s3.outlier_values[0] == pytest.approx(s1.outlier_values[0], rel=1e-6)
+
+
+def test_grows_k_until_bulk():
+    thetas = [4.0, 3.6, 3.2, 2.8, 2.4, 2.0]
+    W, _, _ = _planted(500, 500, thetas, seed=3)
+    s = analyze_snapshot(W, k=2)
+    assert s.outliers == 6 and len(s.singular_values) >= 7
+    assert s.bulk_edge_empirical < s.cut
+
+
+def test_detect_outliers_edge_floor():
+    # bulk edge never below the first non-candidate value
+    # 2.015 is below the MP cut (s_hat ~ 1.0005: 2.016) so it is bulk, and it lifts the edge
+    out = detect_outliers([5.0, 2.015, 2.005], N=1000, d=1000, frobenius_sq=1025.0)
+    assert out.count == 1 and out.bulk_edge == 2.015 and out.bulk_edge_empirical == 2.015
+    assert out.bulk_edge_theory == mp_bulk_edge(1.0)
+
+
+def test_order_decomposition_noiseless_exact():
+    g = _gen(11)
+    N, d, K = 300, 50, 3
+    a = torch.randn(N, generator=g, dtype=F64) / N**0.5
+    rho = torch.randn(K + 1, d, generator=g, dtype=F64)
+    dW = sum(torch.outer(a ** (k + 1), rho[k]) for k in range(K + 1))
+    W_prev = _noise(N, d, 12)
+    B = torch.linalg.qr(rho[:2].T)[0]  # (d, 2), first column along rho_0
+    dec = order_decomposition(W_prev + dW, a, W_prev=W_prev, max_order=K, B=B)
+    torch.testing.assert_close(dec.rho, rho, rtol=1e-6, atol=1e-6 * float(rho.abs().max()))
+    strengths = torch.stack([rho[k].norm() * (a ** (k + 1)).norm() for k in range(K + 1)])
+    torch.testing.assert_close(dec.strengths, strengths, rtol=1e-6, atol=0)
+    assert float(dec.alignment[0, 0]) == pytest.approx(1.0)
+
+
+def test_alignments():
+    W, U, V = _planted(500, 400, [3.0, 2.5], seed=5)
+    B = torch.linalg.qr(torch.cat([V, torch.randn(400, 1, generator=_gen(1), dtype=F64)], 1))[0]
+    s = analyze_snapshot(W, B=B, k=6)
+    al = torch.tensor(s.alignment)
+    assert al.shape == (2, 3)
+    # BGN right overlap at theta = 3, c = 1.25 is ~0.85; the random direction sees ~1/d
+    assert float(al[0, 0]) > 0.7 and float(al[1, 1]) > 0.6 and float(al[:, 2].max()) < 0.05
+    assert s.captured_energy_baseline == 2 / 400
+    direct = outlier_alignment(V[:, :1], B)
+    assert float(direct.overlaps[0, 0]) == pytest.approx(1.0)
+
+
+def test_snapshot_with_a_deflation_and_predictions():
+    g = _gen(21)
+    N, d = 600, 600
+    W0 = _noise(N, d, 22)
+    a = torch.randn(N, generator=g, dtype=F64) / N**0.5
+    _, Q = hadamard_power_basis(a, 2)
+    V = torch.linalg.qr(torch.randn(d, 2, generator=g, dtype=F64))[0]
+    W1 = W0 + 4.0 * torch.outer(Q[:, 0], V[:, 0])
+    W2 = W1 + 2.0 * torch.outer(Q[:, 1], V[:, 1])
+    s = analyze_snapshot(
+        W2, a=a, B=V, W_prev=W1, W0=W0, alphas=[0.3, 0.25], max_order=2, k=8
+    )
+    assert s.outliers == 2 and s.outliers_deflated == 1
+    assert s.predicted_outliers == 2 and s.predicted_outliers_deflated == 1
+    assert s.predicted_outliers_finite_n == 2
+    # left vectors: first outlier along a, second along the GS direction of a^2
+    assert s.left_alignment[0][0] > 0.8 and s.left_alignment[1][1] > 0.6
+    # order-1 strength ~2 (+ O(1) projected noise of norm ~sqrt(1)/... ), order 0 ~ noise only
+    assert s.order_strengths[1] == pytest.approx(2.0, abs=0.15)
+    assert s.order_alignment[1][1] > 0.9
+    json.dumps(s.to_json_dict())
+    assert "right_vectors" not in s.to_json_dict()
+
+
+def test_snapshot_outside_theory_note():
+    with pytest.warns(UserWarning):
+        s = analyze_snapshot(_noise(100, 100, 0), alphas=[0.6, 0.2], k=4)
+    assert s.predicted_outliers is None and "outside the theory" in s.theory_note
+    s3 = analyze_snapshot(_noise(100, 100, 0), alphas=[0.1, 0.2, 0.3], k=4)
+    assert s3.predicted_outliers is None and "two-step" in s3.theory_note
+
+
+def test_left_alignment_shape():
+    a = torch.randn(30, generator=_gen(0), dtype=F64)
+    U = torch.linalg.qr(torch.randn(30, 2, generator=_gen(1), dtype=F64))[0]
+    assert left_alignment(U, a, 3).shape == (2, 4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(W=torch.ones(3)), "2-D"),
+        (dict(W=torch.ones(4, 5), k=5), r"\[1, 4\]"),
+        (dict(W=torch.ones(4, 5), k=0), "`k`"),
+        (dict(W=torch.tensor([[1.0, float("nan")], [0.0, 1.0]]), k=1), "NaN"),
+        (dict(W=torch.tensor([[1.0, float("inf")], [0.0, 1.0]]), k=1), "Inf"),
+        (dict(W=torch.ones(4, 5), k=2, a=torch.ones(5)), "`a`"),
+        (dict(W=torch.ones(4, 5), k=2, B=torch.ones(4, 1)), "`B`"),
+        (dict(W=torch.ones(4, 5), k=2, W_prev=torch.ones(5, 4)), "`W_prev`"),
+        (dict(W=torch.ones(4, 5), k=2, W0=torch.ones(4, 4)), "`W0`"),
+        (dict(W=torch.ones(4, 5), k=2, warm_start=torch.ones(4, 2)), "`warm_start`"),
+        (dict(W=torch.ones(4, 5), k=2, a_kind="uniform"), "`a_kind`"),
+        (dict(W=torch.ones(4, 5, dtype=torch.int64), k=2), "float32 or float64"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    W = kwargs.pop("W")
+    with pytest.raises(ValueError, match=match):
+        analyze_snapshot(W, **kwargs)
+
+
+def test_bad_input_topk():
+    with pytest.raises(ValueError, match="`k`"):
+        top_singular_triplets(torch.ones(3, 4), 4)
+    with pytest.raises(ValueError, match="NaN"):
+        singular_values_full(torch.tensor([[float("nan")]]))
