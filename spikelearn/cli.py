@@ -8,7 +8,10 @@ or the path printed by :func:`config_path`).
 
 from __future__ import annotations
 
+import math
 import os
+import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,9 +22,23 @@ os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 
 from spikelearn.data import GaussianDataModule  # noqa: E402
-from spikelearn.module import TwoLayerModule  # noqa: E402
+from spikelearn.module import TwoLayerModule, load_checkpoint  # noqa: E402
 
-__all__ = ["CONFIG_NAMES", "SpikelearnCLI", "build_cli", "config_path", "main"]
+__all__ = [
+    "CONFIG_NAMES",
+    "DEFAULT_MIN_FREE_MB",
+    "OutputDirectoryError",
+    "SpikelearnCLI",
+    "build_cli",
+    "check_output_dir",
+    "config_path",
+    "main",
+]
+
+DEFAULT_MIN_FREE_MB = 100.0
+"""Free space (MiB) every output directory must have before ``spikelearn fit`` starts (``--min_free_mb``)."""
+
+_CKPT_KEYWORDS = ("last", "hpc", "registry")
 
 CONFIG_NAMES = ("two_step_independent", "two_step_reused", "many_steps")
 """Packaged example configs."""
@@ -55,11 +72,94 @@ def config_path(name: str) -> Path:
     return Path(str(resources.files("spikelearn.configs").joinpath(f"{name}.yaml")))
 
 
+class OutputDirectoryError(OSError):
+    """An output directory cannot be created, is not writable, or has too little free space."""
+
+
+def check_output_dir(path: str | os.PathLike[str], min_free_mb: float = DEFAULT_MIN_FREE_MB) -> Path:
+    """Make sure ``path`` exists (creating it), takes a file, and has at least ``min_free_mb`` MiB free.
+
+    Run before training so that a read-only, misplaced or full output directory fails in the first second,
+    not when the first snapshot or checkpoint is written an hour later.
+
+    Raises:
+        ValueError: if ``min_free_mb`` is not a finite number >= 0.
+        OutputDirectoryError: naming the directory and what is wrong with it.
+
+    Example:
+        >>> import tempfile
+        >>> check_output_dir(tempfile.mkdtemp(), min_free_mb=0).is_dir()
+        True
+    """
+    if isinstance(min_free_mb, bool) or not isinstance(min_free_mb, (int, float)) or not (
+        math.isfinite(min_free_mb) and min_free_mb >= 0
+    ):
+        raise ValueError(f"`min_free_mb` must be a finite number >= 0, got {min_free_mb!r}.")
+    path = Path(path).expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputDirectoryError(f"Output directory {path} cannot be created: {existing} is a file, not a directory.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputDirectoryError(
+            f"Output directory {path} is not writable: {existing} does not grant write permission to this user."
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".spikelearn-write-test-") as probe:
+            probe.write(b"spikelearn")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as err:
+        raise OutputDirectoryError(f"Output directory {path} is not writable: {err.strerror or err}.") from err
+    free_mb = shutil.disk_usage(path).free / 2**20
+    if free_mb < min_free_mb:
+        raise OutputDirectoryError(
+            f"Output directory {path} has {free_mb:.1f} MiB free, less than `min_free_mb` = {min_free_mb:g} MiB: free "
+            "some space, choose another directory, or lower --min_free_mb."
+        )
+    return path
+
+
+def _output_dirs(trainer: Any) -> list[Path]:
+    """Where a run writes: ``default_root_dir``, each logger's ``save_dir``, each callback's ``dirpath``."""
+    candidates: list[Any] = [trainer.default_root_dir]
+    candidates += [getattr(logger, "save_dir", None) for logger in trainer.loggers]
+    candidates += [getattr(callback, "dirpath", None) for callback in trainer.callbacks]
+    seen: list[Path] = []
+    for candidate in candidates:
+        if isinstance(candidate, (str, os.PathLike)) and "://" not in str(candidate):
+            path = Path(candidate).expanduser().absolute()
+            if path not in seen:
+                seen.append(path)
+    return seen
+
+
 class SpikelearnCLI(LightningCLI):
-    """LightningCLI with ``data.input_dim`` linked into ``model.input_dim``."""
+    """LightningCLI with ``data.input_dim`` linked into ``model.input_dim`` and pre-flight checks before ``fit``.
+
+    Before training starts it checks every output directory (:func:`check_output_dir`, ``--min_free_mb``) and
+    reads a ``--ckpt_path`` file weights-only (:func:`~spikelearn.module.load_checkpoint`), so that a checkpoint
+    crafted to run code on unpickling is refused with a message saying why.
+    """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.input_dim", "model.input_dim")
+        parser.add_argument(
+            "--min_free_mb",
+            type=float,
+            default=DEFAULT_MIN_FREE_MB,
+            help="Refuse to start when an output directory has less free space than this (MiB); 0 disables.",
+        )
+
+    def before_fit(self) -> None:
+        config = self.config[self.subcommand]
+        for path in _output_dirs(self.trainer):
+            check_output_dir(path, config.get("min_free_mb", DEFAULT_MIN_FREE_MB))
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path and str(ckpt_path) not in _CKPT_KEYWORDS and config.get("weights_only") is not False:
+            load_checkpoint(ckpt_path)  # raises, saying why, before Lightning unpickles anything
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> SpikelearnCLI:

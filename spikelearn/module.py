@@ -10,7 +10,10 @@ gradient is the full-batch one.
 from __future__ import annotations
 
 import math
+import os
+import pickle
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -21,7 +24,7 @@ from spikelearn.functional import activations as F_act
 from spikelearn.functional import model as F
 from spikelearn.functional.schedule import StepSchedule
 
-__all__ = ["DivergenceError", "TwoLayerModule"]
+__all__ = ["DivergenceError", "TwoLayerModule", "load_checkpoint", "load_weights"]
 
 
 class DivergenceError(RuntimeError):
@@ -153,3 +156,49 @@ class TwoLayerModule(L.LightningModule):
         if self.trainer.is_global_zero:
             for logger in self.trainer.loggers:
                 logger.log_metrics(self.readout_metrics, step=self.global_step)
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a Lightning checkpoint with weights-only unpickling (tensors, numbers, strings, lists, dicts).
+
+    A checkpoint is a pickle, and a pickle can run arbitrary code while it is read; this loader never lets it
+    (``torch.load(..., weights_only=True)``), so a checkpoint from an untrusted source is refused, not executed.
+
+    Raises:
+        FileNotFoundError: if ``path`` is not a file.
+        ValueError: naming the file and the reason, if the file holds objects other than plain tensors and
+            containers (e.g. a crafted ``__reduce__``) or is not a checkpoint dict at all.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint file at {path}.")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()
+        detail = next((line.strip() for line in first if "Unsupported global" in line), first[0] if first else "")
+        raise ValueError(
+            f"Refused to load {path}: it is not a weights-only checkpoint ({detail}). spikelearn reads checkpoints "
+            "with weights_only=True because unpickling arbitrary objects can execute code; only load files you "
+            "trust, and never with weights_only=False if you do not."
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err}).") from err
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path} is not a Lightning checkpoint: it holds a {type(checkpoint).__name__}, not a dict.")
+    return checkpoint
+
+
+def load_weights(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """The module's tensors (``W``, ``a``, ``W0_norm``) of a checkpoint, read weights-only (see :func:`load_checkpoint`).
+
+    Raises:
+        FileNotFoundError: if ``path`` is not a file.
+        ValueError: if the file is refused by :func:`load_checkpoint` or has no ``state_dict`` of tensors.
+    """
+    checkpoint = load_checkpoint(path, map_location)
+    state = checkpoint.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{path} has no `state_dict` of tensors; keys present: {sorted(map(str, checkpoint))}.")
+    return state
