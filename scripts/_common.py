@@ -1,0 +1,232 @@
+"""Composition shared by the experiment scripts: build module + data + trainer, run, write CSV, show progress.
+
+Nothing here computes a quantity of the theory: runs go through :class:`~spikelearn.module.TwoLayerModule`,
+:class:`~spikelearn.data.GaussianDataModule` and a Lightning ``Trainer``; spectra come from
+:class:`spikelearn.callbacks.SpectrumMonitor` (or, where only a single fit is needed, from the functional
+engine :mod:`spikelearn.functional`); predictions come from :mod:`spikelearn.functional.theory`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+from lightning.pytorch.callbacks import Callback  # noqa: E402
+
+from spikelearn.callbacks import SpectrumMonitor  # noqa: E402
+from spikelearn.data import GaussianDataModule  # noqa: E402
+from spikelearn.module import TwoLayerModule  # noqa: E402
+
+__all__ = [
+    "KeepWeights",
+    "ReadoutProbe",
+    "RunConfig",
+    "base_parser",
+    "draw_law_boundaries",
+    "finish_figure",
+    "make_trainer",
+    "progress",
+    "quiet",
+    "run",
+    "spectrum_monitor",
+    "write_csv",
+]
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def quiet() -> None:
+    """Silence Lightning's per-run banners and the warnings a 2-step full-batch run always triggers."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", message=".*outside the theory.*")
+    warnings.filterwarnings("ignore", message=".*litlogger.*")
+
+
+@dataclass
+class RunConfig:
+    """One training run: the module's and data module's arguments (``input_dim``/``batch_size`` default to ``width``)."""
+
+    width: int
+    input_dim: int | None = None
+    batch_size: int | None = None
+    step_c: Sequence[float] = (1.0, 1.0)
+    step_alpha: Sequence[float] = (0.3, 0.45)
+    step_tail: str = "constant"
+    batches: str = "independent"
+    target: str = "he1"
+    target_components: Sequence[str] | None = None
+    activation: str = "shifted_tanh"
+    seed: int = 0
+    steps: int = 2
+    precision: str = "32-true"
+    readout: bool = False
+    test_size: int = 1024
+    readout_size: int = 1024
+    extra_model: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> tuple[TwoLayerModule, GaussianDataModule]:
+        d = self.input_dim or self.width
+        module = TwoLayerModule(
+            width=self.width, input_dim=d, activation=self.activation, step_c=tuple(self.step_c),
+            step_alpha=tuple(self.step_alpha), step_tail=self.step_tail, seed=self.seed, readout=self.readout,
+            **self.extra_model,
+        )
+        data = GaussianDataModule(
+            input_dim=d, batch_size=self.batch_size or self.width, batches=self.batches, target=self.target,
+            target_components=None if self.target_components is None else list(self.target_components),
+            seed=self.seed, test_size=self.test_size, readout_size=self.readout_size,
+        )
+        return module, data
+
+
+def make_trainer(steps: int, callbacks: Sequence[Callback] = (), precision: str = "32-true") -> L.Trainer:
+    """A quiet single-device Trainer for ``steps`` full-batch steps (no logger, no checkpoints)."""
+    return L.Trainer(
+        max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False, precision=precision,
+        callbacks=list(callbacks), accelerator="auto", devices=1,
+    )
+
+
+def spectrum_monitor(dirpath: str | os.PathLike[str], **kwargs: Any) -> SpectrumMonitor:
+    """``SpectrumMonitor`` writing ``spectra.jsonl`` into ``dirpath``; no histograms or figures unless asked."""
+    options = {"histogram_every_n_steps": None, "figure_every_n_steps": None, "save_figures": False, **kwargs}
+    return SpectrumMonitor(dirpath=dirpath, **options)
+
+
+def run(config: RunConfig, callbacks: Sequence[Callback] = ()) -> tuple[L.Trainer, TwoLayerModule, GaussianDataModule]:
+    """Train ``config.steps`` steps with the given callbacks; returns the trainer, module and data module."""
+    module, data = config.build()
+    trainer = make_trainer(config.steps, callbacks, config.precision)
+    trainer.fit(module, data)
+    return trainer, module, data
+
+
+class KeepWeights(Callback):
+    """Keep copies of ``W_t`` in memory for chosen steps (step 0 included when asked): ``self.weights[t]``."""
+
+    def __init__(self, steps: Iterable[int], param: str = "W") -> None:
+        self.steps, self.param = set(steps), param
+        self.weights: dict[int, torch.Tensor] = {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if 0 in self.steps:
+            self.weights[0] = pl_module.get_parameter(self.param).detach().clone()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if trainer.global_step in self.steps:
+            self.weights[trainer.global_step] = pl_module.get_parameter(self.param).detach().clone()
+
+
+class ReadoutProbe(Callback):
+    """Fit the module's ridge readout (:meth:`TwoLayerModule.fit_readout`) after chosen steps: ``self.history``."""
+
+    def __init__(self, steps: Iterable[int]) -> None:
+        self.steps = set(steps)
+        self.history: list[dict[str, float]] = []
+
+    def _probe(self, trainer: L.Trainer, pl_module: TwoLayerModule) -> None:
+        if trainer.global_step in self.steps:
+            self.history.append({"step": trainer.global_step, **pl_module.fit_readout(trainer.datamodule)})
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: TwoLayerModule) -> None:
+        self._probe(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: TwoLayerModule, *args: Any) -> None:
+        self._probe(trainer, pl_module)
+
+
+def progress(items: Sequence[T], desc: str, enabled: bool = True) -> Iterator[T]:
+    """Iterate with a progress bar (tqdm on stderr) over a grid; ``enabled=False`` iterates silently."""
+    from tqdm.auto import tqdm
+
+    yield from tqdm(items, desc=desc, disable=not enabled, dynamic_ncols=True, leave=True)
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Write dict rows as CSV (columns: union of keys in first-seen order); lists are joined with ``;``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+
+    def cell(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return ";".join(cell(v) for v in value)
+        if isinstance(value, float):
+            return "" if not math.isfinite(value) else f"{value:.6g}"
+        return "" if value is None else value
+
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: cell(v) for k, v in row.items()})
+    return path
+
+
+def base_parser(name: str, description: str) -> argparse.ArgumentParser:
+    """Flags every script shares: ``--out``, ``--quick``, ``--seeds``, ``--threads``, ``--no-progress``, ``--precision``."""
+    parser = argparse.ArgumentParser(prog=name, description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("outputs") / name, help="output folder (CSV + PNG)")
+    parser.add_argument("--quick", action="store_true", help="toy size (seconds; used by the tests)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per grid point (default: script's)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--precision", default="32-true", choices=["32-true", "64-true"], help="Trainer precision")
+    parser.add_argument("--dpi", type=int, default=80, help="PNG resolution")
+    return parser
+
+
+def setup(args: argparse.Namespace) -> float:
+    """Apply the shared flags (threads, quiet logs, output folder); returns the start time."""
+    quiet()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return time.perf_counter()
+
+
+def draw_law_boundaries(ax: Any, k_max: int = 8, **style: Any) -> None:
+    r"""Draw the theory's count boundaries :math:`\alpha_2 = k(1/2 - \alpha_1)`, ``k = 1..k_max``, on (α1, α2) axes."""
+    import numpy as np
+
+    a1 = np.linspace(0.0, 0.5, 200)
+    options = {"color": "k", "lw": 0.9, "ls": "--", **style}
+    for k in range(1, k_max + 1):
+        ax.plot(a1, k * (0.5 - a1), **options)
+    ax.set_xlim(0.0, 0.5)
+    ax.set_ylim(0.0, 0.5)
+
+
+def finish_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 80) -> Path:
+    """Save a matplotlib figure as PNG and release it."""
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    try:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    except Exception:  # noqa: BLE001 - a Figure made without pyplot has nothing to close
+        pass
+    return path
