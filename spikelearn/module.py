@@ -80,6 +80,7 @@ class TwoLayerModule(L.LightningModule):
             raise ValueError(f"Expected `model.loss` to be one of {list(F.LOSSES)}, got {loss!r}.")
         self.loss_kind = loss
         self.schedule = StepSchedule.validated(step_c, step_alpha, step_tail)
+        self._check_step_sizes_finite()
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ValueError(f"`model.seed` must be an integer in [0, 2**63), got {seed!r}.")
         if not (isinstance(readout_ridge, (int, float)) and math.isfinite(readout_ridge) and readout_ridge >= 0):
@@ -103,6 +104,32 @@ class TwoLayerModule(L.LightningModule):
     def eta(self, step: int) -> float:
         """``η_t`` of step ``t >= 1`` at this width."""
         return self.schedule.eta(step, self.width)
+
+    def _check_step_sizes_finite(self) -> None:
+        # the listed steps and the first tail step bound every η_t (constant or decaying tail)
+        for t in range(1, len(self.schedule.c) + 2):
+            try:
+                eta = self.eta(t)
+            except OverflowError:
+                eta = math.inf
+            if not math.isfinite(eta):
+                i = min(t, len(self.schedule.c)) - 1
+                raise ValueError(
+                    f"`model.step_c[{i}]` = {self.schedule.c[i]!r} and `model.step_alpha[{i}]` = {self.schedule.alpha[i]!r} "
+                    f"give eta_{t} = c N^alpha = inf at model.width = {self.width}: lower them."
+                )
+
+    def on_fit_start(self) -> None:
+        # the SGD learning rate η_t √N must be a number of W's dtype (a float32 overflow is an error deep in torch)
+        largest = torch.finfo(self.W.dtype).max
+        for t in range(1, len(self.schedule.c) + 2):
+            lr = self.eta(t) * math.sqrt(self.width)
+            if lr > largest:
+                i = min(t, len(self.schedule.c)) - 1
+                raise ValueError(
+                    f"`model.step_c[{i}]` = {self.schedule.c[i]!r} gives a learning rate eta_{t} sqrt(N) = {lr:.3g} beyond "
+                    f"the largest {self.W.dtype} ({largest:.3g}): lower it, or train in float64 (trainer.precision=64-true)."
+                )
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         X, y, step = batch

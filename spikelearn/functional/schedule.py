@@ -29,6 +29,15 @@ def step_size(c: float, alpha: float, N: int) -> float:
     return c * N**alpha
 
 
+def _numbers(name: str, values: Sequence[float]) -> tuple[float, ...]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"`{name}` must be a list of numbers, got {type(values).__name__} {values!r}.")
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"`{name}[{i}]` must be a number, got {type(value).__name__} {value!r}.")
+    return tuple(float(v) for v in values)
+
+
 class StepSchedule(NamedTuple):
     """Per-step sizes :math:`\\eta_t = c_t N^{\\alpha_t}` for ``t = 1, 2, …``.
 
@@ -55,7 +64,7 @@ class StepSchedule(NamedTuple):
             ValueError: on empty or mismatched lists, non-finite or non-positive ``c_t``, non-finite ``α_t``,
                 or an unknown ``tail``.
         """
-        c, alpha = tuple(float(v) for v in c), tuple(float(v) for v in alpha)
+        c, alpha = _numbers("step_c", c), _numbers("step_alpha", alpha)
         if not c or len(c) != len(alpha):
             raise ValueError(
                 f"`step_c` and `step_alpha` must be non-empty lists of equal length, got {len(c)} and {len(alpha)} entries."
