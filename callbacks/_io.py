@@ -196,11 +196,11 @@ def encode_snapshot(
     """The safetensors bytes of one snapshot: tensors ``weight/<name>``, ``a``, ``B`` and string metadata."""
     from safetensors.torch import save
 
-    tensors = {f"weight/{name}": w.detach().to("cpu").contiguous() for name, w in weights.items()}
+    tensors = {f"weight/{name}": w.detach().to("cpu", copy=True).contiguous() for name, w in weights.items()}
     if a is not None:
-        tensors["a"] = a.detach().to("cpu").contiguous()
+        tensors["a"] = a.detach().to("cpu", copy=True).contiguous()
     if B is not None:
-        tensors["B"] = B.detach().to("cpu").contiguous()
+        tensors["B"] = B.detach().to("cpu", copy=True).contiguous()
     metadata = {
         "format": SNAPSHOT_FORMAT,
         "step": str(int(step)),
