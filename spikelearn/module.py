@@ -131,6 +131,14 @@ class TwoLayerModule(L.LightningModule):
                     f"the largest {self.W.dtype} ({largest:.3g}): lower it, or train in float64 (trainer.precision=64-true)."
                 )
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning restores the state dict *before* the precision plugin converts the module, so under
+        # precision="64-true" a float64 W_t was rounded into the still-float32 parameter and resumed runs drifted
+        # (~3e-8). Converting first (idempotent; the plugin converts again later) keeps resume bit-exact.
+        trainer = self._trainer
+        if trainer is not None:
+            trainer.precision_plugin.convert_module(self)
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         X, y, step = batch
         value = F.loss(self.W, self.a, X, y, self.activation, self.loss_kind)

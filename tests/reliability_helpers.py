@@ -57,14 +57,17 @@ def comparable(record: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ faults
-class SlowDown(Callback):
-    """Sleep after every step so a subprocess run lasts long enough to be killed in the middle."""
+SLEEP_ENV = "SPIKELEARN_TEST_SLEEP"
 
-    def __init__(self, seconds: float = 0.0) -> None:
-        self.seconds = seconds
+
+class SlowDown(Callback):
+    """Sleep ``$SPIKELEARN_TEST_SLEEP`` seconds after every step, so a subprocess run can be killed mid-run.
+
+    The duration comes from the environment, so the interrupted run and its resumption share one config.
+    """
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        time.sleep(self.seconds)
+        time.sleep(float(os.environ.get(SLEEP_ENV, "0")))
 
 
 class CorruptBatchAt(Callback):
@@ -119,7 +122,7 @@ def run_cli(config: Path, *extra: str, cwd: Path, env: dict[str, str] | None = N
     return result
 
 
-def write_run_config(path: Path, root: Path, *, max_steps: int, sleep: float = 0.0, checkpoint_every: int | None = 1,
+def write_run_config(path: Path, root: Path, *, max_steps: int, checkpoint_every: int | None = 1,
                      logger: bool = False, **model: Any) -> Path:
     """A tiny float64 run writing snapshots of every step, a record line per step and (optionally) checkpoints."""
     callbacks: list[dict[str, Any]] = [
@@ -132,8 +135,7 @@ def write_run_config(path: Path, root: Path, *, max_steps: int, sleep: float = 0
         callbacks.append({"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                           "init_args": {"dirpath": str(root / "checkpoints"),
                                         "every_n_train_steps": checkpoint_every, "save_last": True}})
-    if sleep:
-        callbacks.append({"class_path": "reliability_helpers.SlowDown", "init_args": {"seconds": sleep}})
+    callbacks.append({"class_path": "reliability_helpers.SlowDown"})
     config = {
         "seed_everything": 0,
         "trainer": {
