@@ -95,7 +95,9 @@ def test_planted_spikes_many_seeds(c):
         s = analyze_snapshot(W, k=8)
         assert s.outliers == 2
         for v, th in zip(s.outlier_values, [2.5, 1.8]):
-            assert v == pytest.approx(bgn_rank_one(th, c).location, abs=1.2 * min(N, d) ** -0.5)
+            # location std is ~0.7/sqrt(min(N, d)) (measured); the worst of 10 draws per c
+            # reaches ~1.5/sqrt(min(N, d)), so 2.5/sqrt(min(N, d)) (0.065 at 1500)
+            assert v == pytest.approx(bgn_rank_one(th, c).location, abs=2.5 * min(N, d) ** -0.5)
 
 
 @pytest.mark.parametrize("shape", [(200, 120), (120, 200)])
