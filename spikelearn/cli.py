@@ -153,13 +153,22 @@ class SpikelearnCLI(LightningCLI):
             help="Refuse to start when an output directory has less free space than this (MiB); 0 disables.",
         )
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads --ckpt_path (for its hyperparameters) while parsing, before any hook: check it first,
+        # weights-only, so a crafted checkpoint is refused with spikelearn's message instead of torch's
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else {}
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path and str(ckpt_path) not in _CKPT_KEYWORDS and config.get("weights_only") is not False:
+            load_checkpoint(ckpt_path)
+        parse = getattr(super(), "_parse_ckpt_path", None)
+        if parse is not None:
+            parse()
+
     def before_fit(self) -> None:
         config = self.config[self.subcommand]
         for path in _output_dirs(self.trainer):
             check_output_dir(path, config.get("min_free_mb", DEFAULT_MIN_FREE_MB))
-        ckpt_path = config.get("ckpt_path")
-        if ckpt_path and str(ckpt_path) not in _CKPT_KEYWORDS and config.get("weights_only") is not False:
-            load_checkpoint(ckpt_path)  # raises, saying why, before Lightning unpickles anything
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> SpikelearnCLI:

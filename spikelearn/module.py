@@ -211,12 +211,14 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()
-        detail = next((line.strip() for line in first if "Unsupported global" in line), first[0] if first else "")
+        lines = [line.strip() for line in str(err).splitlines()]
+        detail = next((line.split("error:", 1)[1].strip() for line in lines if line.startswith("WeightsUnpickler")), "")
+        if "Unsupported global" not in detail and "Unsupported operand" not in detail:
+            raise ValueError(f"{path} is not a readable PyTorch checkpoint ({detail or lines[0]}).") from err
         raise ValueError(
-            f"Refused to load {path}: it is not a weights-only checkpoint ({detail}). spikelearn reads checkpoints "
-            "with weights_only=True because unpickling arbitrary objects can execute code; only load files you "
-            "trust, and never with weights_only=False if you do not."
+            f"Refused to load {path}: it is not a weights-only checkpoint ({detail.split('. ')[0]}). spikelearn reads "
+            "checkpoints with weights_only=True because unpickling arbitrary objects can execute code; load it "
+            "with weights_only=False only if you trust its source."
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
         raise ValueError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err}).") from err
