@@ -220,7 +220,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
             "checkpoints with weights_only=True because unpickling arbitrary objects can execute code; load it "
             "with weights_only=False only if you trust its source."
         ) from err
-    except (RuntimeError, EOFError, OSError) as err:
+    except Exception as err:  # torch raises RuntimeError, EOFError, struct.error, … for files that are not checkpoints
         raise ValueError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err}).") from err
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path} is not a Lightning checkpoint: it holds a {type(checkpoint).__name__}, not a dict.")

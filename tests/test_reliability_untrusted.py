@@ -79,6 +79,9 @@ def test_genuine_checkpoint_loads_weights_only(tmp_path):
 
 def test_not_a_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    (tmp_path / "tiny.ckpt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="tiny.ckpt is not a readable PyTorch checkpoint"):
+        load_checkpoint(tmp_path / "tiny.ckpt")
     with pytest.raises(ValueError, match="junk.ckpt is not a readable PyTorch checkpoint"):
         load_checkpoint(tmp_path / "junk.ckpt")
     with pytest.raises(FileNotFoundError, match="No checkpoint file"):
