@@ -191,7 +191,8 @@ def base_parser(name: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("outputs") / name, help="output folder (CSV + PNG)")
     parser.add_argument("--quick", action="store_true", help="toy size (seconds; used by the tests)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per grid point (default: script's)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: 1 with --quick, where threading only adds overhead; else torch's)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "64-true"], help="Trainer precision")
     parser.add_argument("--dpi", type=int, default=80, help="PNG resolution")
@@ -201,8 +202,9 @@ def base_parser(name: str, description: str) -> argparse.ArgumentParser:
 def setup(args: argparse.Namespace) -> float:
     """Apply the shared flags (threads, quiet logs, output folder); returns the start time."""
     quiet()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or (1 if args.quick else None)
+    if threads:
+        torch.set_num_threads(threads)
     args.out.mkdir(parents=True, exist_ok=True)
     return time.perf_counter()
 
@@ -220,9 +222,17 @@ def draw_law_boundaries(ax: Any, k_max: int = 8, **style: Any) -> None:
 
 
 def finish_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 80) -> Path:
-    """Save a matplotlib figure as PNG and release it."""
+    """Save a matplotlib figure as PNG (256-colour palette, to keep repository figures small) and release it."""
     path = Path(path)
     fig.savefig(path, dpi=dpi)
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        small.save(path, optimize=True)
+    except ImportError:  # Pillow comes with matplotlib; without it the plain PNG stays
+        pass
     try:
         import matplotlib.pyplot as plt
 

@@ -65,6 +65,8 @@ def _parser():
     parser.add_argument("--aspect", type=float, default=1.0, help="c = N/d")
     parser.add_argument("--psi", type=float, default=1.0, help="n/d")
     parser.add_argument("--target", default="he1")
+    parser.add_argument("--from-csv", type=Path, default=None,
+                        help="redraw from an earlier phase_diagram_runs.csv instead of training")
     return parser
 
 
@@ -74,12 +76,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     start = setup(args)
     widths = args.N or ([48] if args.quick else [512])
     alpha1 = args.alpha1 or ([0.1, 0.35] if args.quick else list(DEFAULT_ALPHA1))
-    alpha2 = args.alpha2 or ([0.15, 0.4] if args.quick else list(DEFAULT_ALPHA2))
+    alpha2 = args.alpha2 or ([0.17, 0.42] if args.quick else list(DEFAULT_ALPHA2))
     seeds = args.seeds or (1 if args.quick else 2)
     grid = list(itertools.product(widths, args.batches, alpha1, alpha2, range(seeds)))
-    runs: list[dict] = []
+    runs: list[dict] = _read_runs(args.from_csv) if args.from_csv else []
     with tempfile.TemporaryDirectory(prefix="phase_") as scratch:
-        for i, (N, batches, a1, a2, seed) in enumerate(progress(grid, "phase diagram", not args.no_progress)):
+        for i, (N, batches, a1, a2, seed) in enumerate(progress([] if args.from_csv else grid, "phase diagram",
+                                                                 not args.no_progress)):
             d = max(1, round(N / args.aspect))
             n = max(1, round(args.psi * d))
             config = RunConfig(width=N, input_dim=d, batch_size=n, step_c=tuple(args.c), step_alpha=(a1, a2),
@@ -105,6 +108,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     _figure(cells, args)
     _report(cells, time.perf_counter() - start, args.out)
     return cells
+
+
+def _read_runs(path: Path) -> list[dict]:
+    import csv
+
+    ints = ("N", "d", "n", "seed", "outliers", "outliers_deflated", "predicted_outliers",
+            "predicted_outliers_deflated", "predicted_outliers_finite_n")
+    with Path(path).open() as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for key in ints:
+            row[key] = int(row[key]) if row.get(key) not in (None, "") else None
+        for key in ("alpha1", "alpha2", "c1", "c2"):
+            row[key] = float(row[key])
+        row["borderline"] = row["borderline"] == "True"
+    return rows
 
 
 def _cells(runs: list[dict]) -> list[dict]:
