@@ -173,7 +173,7 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> P
         if isinstance(value, (list, tuple)):
             return ";".join(cell(v) for v in value)
         if isinstance(value, float):
-            return "" if not math.isfinite(value) else f"{value:.6g}"
+            return "" if math.isnan(value) else f"{value:.6g}"  # inf stays "inf" (e.g. p* of an even link)
         return "" if value is None else value
 
     with path.open("w", newline="") as handle:

@@ -47,6 +47,7 @@ def _parser():
     parser.add_argument("--c", type=float, nargs=2, default=(1.0, 1.0), metavar=("C1", "C2"))
     parser.add_argument("--learned-threshold", type=float, default=0.1,
                         help="display rule: a direction counts as learned when its captured energy exceeds this")
+    parser.add_argument("--from-csv", type=Path, default=None, help="redraw from an earlier batch_reuse.csv")
     return parser
 
 
@@ -66,6 +67,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     seeds = args.seeds or (1 if args.quick else 2)
     targets = args.targets if not args.quick or args.targets != list(DEFAULT_TARGETS) else ["he1", "staircase"]
     a1, a2 = args.alphas
+    if args.from_csv:
+        rows = _read_rows(args.from_csv)
+        _figure(rows, args, N)
+        _report(rows, time.perf_counter() - start, args.out)
+        return rows
     grid = list(itertools.product(targets, ["independent", "reused"], range(seeds)))
     records: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="reuse_") as scratch:
@@ -100,6 +106,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return rows
 
 
+def _read_rows(path: Path) -> list[dict]:
+    import csv
+
+    with Path(path).open() as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["direction"] = int(row["direction"])
+        for key in ("IE", "p_star"):
+            row[key] = float(row[key] or "inf")  # older files wrote inf as an empty cell
+        for key in ("captured_energy", "captured_energy_sd", "baseline", "outliers"):
+            row[key] = float(row[key])
+        for key in ("predicted_learnable", "learned"):
+            row[key] = row[key] == "True"
+        row["order_energy"] = [float(x) for x in row["order_energy"].split(";")]
+    return rows
+
+
 def _figure(rows: list[dict], args, N: int):
     import numpy as np
     from matplotlib.figure import Figure
@@ -122,21 +145,26 @@ def _figure(rows: list[dict], args, N: int):
         ax_bar.bar(xs, [r["captured_energy"] for r in mine], 0.36, yerr=[r["captured_energy_sd"] for r in mine],
                    color=f"C{m}", capsize=2, label=f"{mode}: measured (outlier subspace)")
         for xi, r in zip(xs, mine):
-            ax_bar.plot(xi, 1.04, marker="o" if r["predicted_learnable"] else "x", ms=7,
+            ax_bar.plot(xi, 1.6, marker="o" if r["predicted_learnable"] else "x", ms=7,
                         mfc="none" if r["predicted_learnable"] else None, color=f"C{m}")
             for k, value in enumerate(r["order_energy"]):
                 order_map[m * K + k, list(x)[labels.index(_label_of(r, labels))]] = value
-        ax_bar.plot(xs, [r["baseline"] for r in mine], "_", color="k", ms=12)
+        ax_bar.plot(xs, [r["baseline"] for r in mine], "_", color="k", ms=12, mew=2)
     ax_bar.plot([], [], "o", mfc="none", color="0.3", label="predicted learnable")
     ax_bar.plot([], [], "x", color="0.3", label="predicted not learnable")
     ax_bar.plot([], [], "_", color="k", ms=12, label="random baseline n_out/d")
+    ax_bar.axhline(args.learned_threshold, color="0.4", ls=":", lw=1)
+    ax_bar.plot([], [], ":", color="0.4", label=f"'learned' display threshold {args.learned_threshold:g}")
     ax_bar.set_xticks(x, labels, fontsize=7)
-    ax_bar.set_ylim(0, 1.12)
+    ax_bar.set_yscale("log")
+    ax_bar.set_ylim(1e-4, 2.5)
     ax_bar.set_ylabel("captured energy Σ_i ⟨v_i, β_j⟩²")
     ax_bar.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.28))
     ax_bar.set_title(f"Two steps, (α1, α2) = ({args.alphas[0]:g}, {args.alphas[1]:g}), N = d = n = {N} "
                      f"(c = N/d = 1), {args.seeds or (1 if args.quick else 2)} seed(s)", fontsize=9)
-    im = ax_ord.imshow(order_map, aspect="auto", cmap="magma", vmin=0, vmax=1)
+    from matplotlib.colors import LogNorm
+
+    im = ax_ord.imshow(np.clip(order_map, 1e-3, 1), aspect="auto", cmap="magma", norm=LogNorm(1e-3, 1))
     ax_ord.set_yticks(range(2 * K), [f"{mode[:5]} k={k}" for mode in modes for k in range(K)], fontsize=7)
     ax_ord.set_xticks(x, [lab.split("\n")[0] + " " + lab.split("\n")[1] for lab in labels], fontsize=7)
     ax_ord.axhline(K - 0.5, color="w", lw=1.5)
