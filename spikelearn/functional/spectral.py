@@ -207,7 +207,10 @@ def _check_matrix(W: Tensor, name: str = "W") -> None:
     if W.ndim != 2:
         raise ValueError(f"`{name}` must be 2-D of shape (N, d), got shape {tuple(W.shape)}.")
     if W.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"`{name}` must be float32 or float64, got {W.dtype}.")
+        raise ValueError(
+            f"`{name}` must be float32 or float64, got {W.dtype} (train with precision '32-true' or '64-true', "
+            "or cast it before measuring)."
+        )
     if W.shape[0] < 1 or W.shape[1] < 1:
         raise ValueError(f"`{name}` must be non-empty, got shape {tuple(W.shape)}.")
 
@@ -719,6 +722,11 @@ def analyze_snapshot(
         raise ValueError(f"`quantile` must lie in [0.5, 0.9999], got {quantile!r}.")
     if not tol > 0:
         raise ValueError(f"`tol` must be positive, got {tol!r}.")
+    if a is not None and max_order + 1 > N:
+        raise ValueError(
+            f"`max_order` = {max_order} needs the {max_order + 1} left vectors a, a^2, ... to fit in width N = {N}: "
+            f"use max_order <= {N - 1} or a wider network."
+        )
     fro_sq = _check_finite(W)
     rank = min(N, d)
     notes: list[str] = []
@@ -844,7 +852,7 @@ def _solve_outliers(
         vals = S[: max(k, block)]
         n = detect_outliers(vals, N=N, d=d, frobenius_sq=fro_sq, quantile=quantile).count
         state["n"] = n
-        return min(max(block, n + 2), rank)
+        return min(max(block, n + 2, state.get("need", 0)), rank)
 
     def stop(S: Tensor, res: Tensor, it: int) -> bool:
         n = state["n"]
@@ -852,6 +860,9 @@ def _solve_outliers(
             return False
         det = detect_outliers(S[: res.shape[0]], N=N, d=d, frobenius_sq=fro_sq, quantile=quantile)
         n = det.count
+        if n + 1 > res.shape[0] and n + 1 <= rank:  # this count (on fewer values) needs more refined pairs
+            state["need"] = n + 2
+            return False
         ok_res = bool((res[:n] <= tol).all())
         s1 = float(S[0])
         guard = n >= rank or float(S[n]) + float(res[n]) * s1 < det.cut
