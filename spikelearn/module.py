@@ -119,7 +119,17 @@ class TwoLayerModule(L.LightningModule):
                     f"give eta_{t} = c N^alpha = inf at model.width = {self.width}: lower them."
                 )
 
+    def _check_input_dim(self, d: Any, source: str) -> None:
+        if d != self.input_dim:
+            raise ValueError(
+                f"`model.input_dim` ({self.input_dim}) must equal the data's input dimension, got {d} from {source} "
+                "(the CLI links data.input_dim into model.input_dim; in Python pass the same d to both)."
+            )
+
     def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if getattr(datamodule, "input_dim", None) is not None:
+            self._check_input_dim(datamodule.input_dim, "`data.input_dim`")
         # the SGD learning rate η_t √N must be a number of W's dtype (a float32 overflow is an error deep in torch)
         largest = torch.finfo(self.W.dtype).max
         for t in range(1, len(self.schedule.c) + 2):
@@ -141,6 +151,8 @@ class TwoLayerModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         X, y, step = batch
+        if X.ndim != 2 or X.shape[1] != self.input_dim:
+            self._check_input_dim(X.shape[-1], f"a batch of shape {tuple(X.shape)}")
         value = F.loss(self.W, self.a, X, y, self.activation, self.loss_kind)
         if not torch.isfinite(value):
             raise DivergenceError(f"The loss at step {step} (eta_t = {self.eta(step):.6g}) is {float(value)}: training diverged.")
