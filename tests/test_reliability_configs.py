@@ -114,7 +114,8 @@ FIELDS: dict[str, tuple[Any, Any, tuple[str, ...]]] = {
 
 @st.composite
 def configs(draw, corrupt_max: int = 2) -> tuple[dict[str, Any], set[str]]:
-    bad = draw(st.sets(st.sampled_from(sorted(FIELDS)), max_size=corrupt_max))
+    n_bad = draw(st.integers(0, corrupt_max))  # about a third of the draws are fully valid and must train
+    bad = set(draw(st.lists(st.sampled_from(sorted(FIELDS)), min_size=n_bad, max_size=n_bad, unique=True)))
     values = {name: draw(invalid if name in bad else valid) for name, (valid, invalid, _) in FIELDS.items()}
     return values, bad
 
