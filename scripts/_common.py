@@ -184,15 +184,20 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> P
     return path
 
 
-def base_parser(name: str, description: str) -> argparse.ArgumentParser:
-    """Flags every script shares: ``--out``, ``--quick``, ``--seeds``, ``--threads``, ``--no-progress``, ``--precision``."""
+def base_parser(name: str, description: str, threads: int | None = None) -> argparse.ArgumentParser:
+    """Flags every script shares: ``--out``, ``--quick``, ``--seeds``, ``--threads``, ``--no-progress``, ``--precision``.
+
+    ``threads`` is the script's default torch thread count (``None``: torch's own). Grids of many small runs are
+    faster on one thread: at N <= 1024 a multi-threaded QR/eigh in the spectral engine mostly waits on its
+    siblings, and on a shared machine it can be 10x slower than one thread.
+    """
     parser = argparse.ArgumentParser(prog=name, description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("outputs") / name, help="output folder (CSV + PNG)")
     parser.add_argument("--quick", action="store_true", help="toy size (seconds; used by the tests)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per grid point (default: script's)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: 1 with --quick, where threading only adds overhead; else torch's)")
+    parser.add_argument("--threads", type=int, default=threads,
+                        help="torch CPU threads (1 with --quick; unset: torch's default)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "64-true"], help="Trainer precision")
     parser.add_argument("--dpi", type=int, default=80, help="PNG resolution")

@@ -11,7 +11,7 @@ update (:math:`\langle\hat\rho_k, \beta_j\rangle^2`). The prediction is
 
 Outputs in ``--out``: ``batch_reuse.csv`` (one row per target direction and mode) and ``batch_reuse.png``.
 
-    python scripts/batch_reuse.py                          # N = 1024, 6 targets, 2 seeds, both modes (~2 min, 2 CPU cores)
+    python scripts/batch_reuse.py                          # N = 1024, 6 targets, 2 seeds, both modes (~15-30 s on 2 CPU cores)
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ COLUMNS = ("target", "direction", "component", "IE", "p_star", "batches", "predi
 
 
 def _parser():
-    parser = base_parser("batch_reuse", __doc__.split("\n\n")[0])
+    parser = base_parser("batch_reuse", __doc__.split("\n\n")[0], threads=1)
     parser.add_argument("--targets", nargs="+", default=list(DEFAULT_TARGETS))
     parser.add_argument("--components", nargs="+", default=None,
                         help="components of the 'additive' target (default: make_target's he1 he2 bounded_he3)")

@@ -46,7 +46,7 @@ READOUT_COLUMNS = ("batches", "step", "readout_train_mse", "readout_test_mse")
 
 
 def _parser():
-    parser = base_parser("many_steps", __doc__.split("\n\n")[0])
+    parser = base_parser("many_steps", __doc__.split("\n\n")[0], threads=1)
     parser.add_argument("--N", type=int, default=None, help="width (d = N / aspect)")
     parser.add_argument("--aspect", type=float, default=1.0, help="c = N/d")
     parser.add_argument("--batch-size", type=int, default=None, help="n (default d)")

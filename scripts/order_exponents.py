@@ -15,7 +15,7 @@ strength at or below that floor is not a measurement.
 Outputs in ``--out``: ``order_exponents_runs.csv`` (strength per run and k), ``order_exponents.csv`` (fitted vs
 predicted exponent per (α1, α2), mode, k) and ``order_exponents.png``.
 
-    python scripts/order_exponents.py                     # N = 256..4096, 3 seeds, (0.3,0.45) and (0.4,0.45), both modes (~4 min, 2 CPU cores)
+    python scripts/order_exponents.py                     # N = 256..4096, 3 seeds, (0.3,0.45) and (0.4,0.45), both modes (~3 min on 2 shared CPU cores)
     python scripts/order_exponents.py --N 1024 2048 4096 8192 16384 --seeds 3   # on a GPU
 """
 

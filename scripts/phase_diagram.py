@@ -11,7 +11,7 @@ prediction are outlined in red.
 Outputs in ``--out``: ``phase_diagram_runs.csv`` (one row per run), ``phase_diagram.csv`` (one row per cell,
 seeds averaged) and ``phase_diagram.png``.
 
-    python scripts/phase_diagram.py                      # N = 512, 6 x 6 grid, 2 seeds, both modes (~2-3 min, 2 CPU cores)
+    python scripts/phase_diagram.py                      # N = 512, 6 x 6 grid, 2 seeds, both modes (~40 s on 2 shared CPU cores)
     python scripts/phase_diagram.py --N 1024 2048 --seeds 3 --out outputs/phase_large
 """
 
@@ -56,7 +56,7 @@ CELL_COLUMNS = (
 
 
 def _parser():
-    parser = base_parser("phase_diagram", __doc__.split("\n\n")[0])
+    parser = base_parser("phase_diagram", __doc__.split("\n\n")[0], threads=1)
     parser.add_argument("--N", type=int, nargs="+", default=None, help="widths (d = N / aspect, n = psi d)")
     parser.add_argument("--alpha1", type=float, nargs="+", default=None, help="alpha_1 grid")
     parser.add_argument("--alpha2", type=float, nargs="+", default=None, help="alpha_2 grid")

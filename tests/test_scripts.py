@@ -143,17 +143,17 @@ def test_sweep_local_executor_2x2(tmp_path):
 
 @pytest.mark.slow
 def test_phase_diagram_matches_finite_n_prediction(tmp_path):
-    """Modest size (N = d = n = 384, 3 x 3 cells, both modes): the finite-N count is what the measurement follows.
+    """Modest size (N = d = n = 512, 4 x 4 cells, both modes): the finite-N count is what the measurement follows.
 
     Measured total == finite-N predicted count in most cells (at least 2/3 of all runs), and at c = (1, 1) the
     measured total never exceeds the asymptotic 1 + floor(alpha2/(1/2 - alpha1)) by more than one (terms of
     negative exponent only cross BBP for large c_t, SPEC §2).
     """
     script = _load("phase_diagram")
-    script.main(["--no-progress", "--threads", "1", "--N", "384", "--alpha1", "0.1", "0.25", "0.4",
-                 "--alpha2", "0.15", "0.33", "0.45", "--seeds", "1", "--out", str(tmp_path)])
+    script.main(["--no-progress", "--threads", "1", "--N", "512", "--alpha1", "0.1", "0.2", "0.3", "0.4",
+                 "--alpha2", "0.15", "0.27", "0.39", "0.45", "--seeds", "1", "--out", str(tmp_path)])
     runs = _rows(tmp_path / "phase_diagram_runs.csv")
-    assert len(runs) == 18
+    assert len(runs) == 32
     match = sum(r["outliers"] == r["predicted_outliers_finite_n"] for r in runs)
     assert match >= 2 * len(runs) / 3, f"measured == finite-N in only {match}/{len(runs)} runs"
     for r in runs:
