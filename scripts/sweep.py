@@ -239,11 +239,12 @@ def _report(timing: list[dict], aggregation: float, wall: float, args) -> None:
     launch = statistics.fmean(t["launch_s"] for t in timing)
     pickup = statistics.fmean(t["pickup_s"] for t in timing)
     busy = sum(t["run_s"] for t in timing)
-    print(f"sweep: {n} jobs on {args.cluster} ({args.cores} at a time) in {wall:.1f} s wall; "
+    at_once = 1 if args.cluster == "debug" else args.cores  # the debug executor runs jobs in this process, in turn
+    print(f"sweep: {n} jobs on {args.cluster} ({at_once} at a time) in {wall:.1f} s wall; "
           f"jobs' own run time {busy:.1f} s in total ({busy / n:.2f} s/job)")
     print(f"per-job overhead: launch {launch:.2f} s (submission -> job start: process, interpreter and pickle), "
           f"result pickup {pickup:.2f} s, aggregation {aggregation / n * 1e3:.1f} ms; "
-          f"parallel efficiency {busy / (wall * min(args.cores, n)):.0%}")
+          f"parallel efficiency {busy / (wall * (1 if args.cluster == 'debug' else min(args.cores, n))):.0%}")
     print(f"wrote {args.out / 'sweep.csv'}, {args.out / 'sweep_timing.csv'}, {args.out / 'sweep.png'}")
 
 
