@@ -157,6 +157,10 @@ def test_determinism_of_the_cli_run(tmp_path, reference):
     """Same config and seed, second CLI process: bit-identical W_T, snapshots and records (wall time aside)."""
     run_cli(write_run_config(tmp_path / "run.yaml", tmp_path, max_steps=STEPS), cwd=tmp_path)
     for got, want in zip(load_snapshots(tmp_path / "snapshots"), load_snapshots(reference / "snapshots"), strict=True):
-        assert torch.equal(got.weights["W"], want.weights["W"]) and got.step == want.step
+        assert got.step == want.step
+        assert torch.equal(got.weights["W"], want.weights["W"]), (
+            f"W_{got.step} differs by {float((got.weights['W'] - want.weights['W']).abs().max())}")
     records, expected = (read_records(r / "record" / "spectra.jsonl") for r in (tmp_path, reference))
-    assert [comparable(r) for r in records] == [comparable(r) for r in expected]
+    for got, want in zip(records, expected, strict=True):
+        differing = sorted(k for k in comparable(got) if got[k] != want.get(k))
+        assert not differing, f"record of step {got['step']} differs in {differing}"
