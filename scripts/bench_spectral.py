@@ -8,7 +8,10 @@ trajectory with the shifted-tanh network, ``W1 = W0 + eta1 sqrt(N) G(W0)``,
 * full ``svdvals``,
 * cold top-k (``analyze_snapshot`` without warm start, ``W`` only),
 * warm top-k (warm-started from ``W1``'s right vectors, ``W`` only),
-* the complete warm snapshot analysis (``a``, ``B``, ``W_prev``, ``W0``, ``alphas``),
+* the complete warm snapshot analysis (``a``, ``B``, ``W_prev``, ``W0``, ``alphas``), warm-started
+  the way the callback runs it along a trajectory: ``warm_start`` and ``warm_start_deflated``
+  from ``W1``'s summary, ``W_prev_products`` / ``W0_products`` from the ``W1`` / ``W0``
+  summaries' ``a_products`` (so no pass over ``W1`` or ``W0``),
 
 and prints each as a ratio to the GD step, with the largest relative error of the outlier
 values against a float64 full SVD. ``weightwatcher`` is compared only if importable.
@@ -67,11 +70,15 @@ def bench_size(size: int, repeats: int, k: int, seed: int = 0) -> dict[str, floa
 
     t_step = _timeit(lambda: _gd_direction(W1, X2, y2, a), repeats)
     t_svd = _timeit(lambda: torch.linalg.svdvals(W2), 1)
-    prev = analyze_snapshot(W1, a=a, k=k)
+    first = analyze_snapshot(W0, a=a, k=k)
+    prev = analyze_snapshot(W1, a=a, k=k, warm_start=first.right_vectors,
+                            warm_start_deflated=first.deflated_right_vectors)
     t_cold = _timeit(lambda: analyze_snapshot(W2, k=k), repeats)
     t_warm = _timeit(lambda: analyze_snapshot(W2, k=k, warm_start=prev.right_vectors), repeats)
     full = lambda: analyze_snapshot(  # noqa: E731
-        W2, a=a, B=B, W_prev=W1, W0=W0, alphas=alphas, k=k, warm_start=prev.right_vectors
+        W2, a=a, B=B, W_prev=W1, W0=W0, alphas=alphas, k=k, warm_start=prev.right_vectors,
+        warm_start_deflated=prev.deflated_right_vectors, W_prev_products=prev.a_products,
+        W0_products=first.a_products,
     )
     t_full = _timeit(full, repeats)
     summary = full()

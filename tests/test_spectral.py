@@ -220,6 +220,79 @@ def test_snapshot_with_a_deflation_and_predictions():
     assert "right_vectors" not in s.to_json_dict()
 
 
+def _deflated_count_f64(W, a, fro_sq=None):
+    a_hat = (a / a.norm())[:, None]
+    Wd = W - a_hat @ (a_hat.T @ W)
+    return detect_outliers(
+        singular_values_full(Wd)[:40], N=W.shape[0], d=W.shape[1],
+        frobenius_sq=float(Wd.square().sum()),
+    ).count
+
+
+def test_warm_deflated_and_cached_products_match_cold():
+    # step 1 plants an outlier along a (gone after deflation), step 2 adds one along the
+    # GS direction of a^2 (survives deflation); the warm analysis of W2 (both warm starts,
+    # cached W1^T Q_a and W0^T Q_a) must equal the cold one and the float64 references.
+    g = _gen(31)
+    N, d = 700, 500
+    W0 = _noise(N, d, 32)
+    a = torch.randn(N, generator=g, dtype=F64) / N**0.5
+    _, Q = hadamard_power_basis(a, 2)
+    V = torch.linalg.qr(torch.randn(d, 2, generator=g, dtype=F64))[0]
+    W1 = W0 + 4.0 * torch.outer(Q[:, 0], V[:, 0]) + 0.02 * _noise(N, d, 33)
+    W2 = W1 + 2.5 * torch.outer(Q[:, 1], V[:, 1]) + 0.02 * _noise(N, d, 34)
+    kw = dict(a=a, max_order=2, k=8)
+    s0 = analyze_snapshot(W0, **kw)
+    s1 = analyze_snapshot(W1, W_prev=W0, W0=W0, **kw)
+    assert s1.deflated_right_vectors is not None and s1.a_products.shape == (d, 3)
+    cold = analyze_snapshot(W2, W_prev=W1, W0=W0, **kw)
+    warm = analyze_snapshot(
+        W2, warm_start=s1.right_vectors, warm_start_deflated=s1.deflated_right_vectors,
+        W_prev_products=s1.a_products, W0_products=s0.a_products, **kw,
+    )
+    exact = singular_values_full(W2)
+    assert warm.outliers == cold.outliers == 2
+    assert warm.outliers_deflated == cold.outliers_deflated == _deflated_count_f64(W2, a) == 1
+    for s in (warm, cold):
+        for v, e in zip(s.outlier_values, exact):
+            assert abs(v - float(e)) / float(e) < 1e-4
+    torch.testing.assert_close(
+        torch.tensor(warm.order_strengths), torch.tensor(cold.order_strengths), rtol=1e-9, atol=1e-12
+    )
+    assert warm.predicted_outliers_finite_n == cold.predicted_outliers_finite_n
+    assert "deflated_right_vectors" not in warm.to_json_dict()
+    assert "a_products" not in warm.to_json_dict()
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_warm_start_finds_new_near_edge_outlier(dtype):
+    # the previous snapshot is pure noise (its warm start knows nothing of the new direction);
+    # a spike whose BGN location clears the cut by a few margins (~4 % above the edge at N=500)
+    # must be found by the warm-started analysis, and must survive deflating a (it is
+    # orthogonal to a), with its value within 1e-4 of float64.
+    N = d = 500
+    g = _gen(41)
+    W_prev = _noise(N, d, 42)
+    a = torch.randn(N, generator=g, dtype=F64)
+    u = torch.randn(N, generator=g, dtype=F64)
+    u -= (u @ a) / (a @ a) * a
+    u /= u.norm()
+    v = torch.randn(d, generator=g, dtype=F64)
+    v /= v.norm()
+    prev = analyze_snapshot(W_prev.to(dtype), a=a.to(dtype), k=8)
+    assert prev.outliers == 0
+    theta = 1.5  # BGN location (1 + theta^2) / theta = 2.17 at c = 1; cut ~2.06
+    W = (W_prev + theta * torch.outer(u, v)).to(dtype)
+    s = analyze_snapshot(
+        W, a=a.to(dtype), k=8, warm_start=prev.right_vectors,
+        warm_start_deflated=prev.deflated_right_vectors,
+    )
+    exact = singular_values_full(W)
+    assert s.outliers == 1 and s.outliers_deflated == 1
+    assert s.outlier_margins[0] > 2.0
+    assert abs(s.outlier_values[0] - float(exact[0])) / float(exact[0]) < 1e-4
+
+
 def test_snapshot_outside_theory_note():
     with pytest.warns(UserWarning):
         s = analyze_snapshot(_noise(100, 100, 0), alphas=[0.6, 0.2], k=4)
@@ -247,6 +320,9 @@ def test_left_alignment_shape():
         (dict(W=torch.ones(4, 5), k=2, W_prev=torch.ones(5, 4)), "`W_prev`"),
         (dict(W=torch.ones(4, 5), k=2, W0=torch.ones(4, 4)), "`W0`"),
         (dict(W=torch.ones(4, 5), k=2, warm_start=torch.ones(4, 2)), "`warm_start`"),
+        (dict(W=torch.ones(4, 5), k=2, warm_start_deflated=torch.ones(4, 2)), "`warm_start_deflated`"),
+        (dict(W=torch.ones(4, 5), k=2, W_prev_products=torch.ones(5, 4)), "`W_prev_products`"),
+        (dict(W=torch.ones(4, 5), k=2, max_order=1, W0_products=torch.ones(5, 3)), "`W0_products`"),
         (dict(W=torch.ones(4, 5), k=2, a_kind="uniform"), "`a_kind`"),
         (dict(W=torch.ones(4, 5, dtype=torch.int64), k=2), "float32 or float64"),
     ],

@@ -132,8 +132,12 @@ class OrderDecomposition(NamedTuple):
 class SnapshotSummary(NamedTuple):
     """One-line summary of a snapshot ``W_t``; :meth:`to_json_dict` gives plain JSON types.
 
-    Fields follow SPEC §4; see :func:`analyze_snapshot`. ``right_vectors`` (shape
-    ``(d, k)``) is kept for warm starts and is not serialised.
+    Fields follow SPEC §4; see :func:`analyze_snapshot`. Not serialised (tensors kept for
+    the next snapshot): ``right_vectors`` (shape ``(d, k)``, pass as ``warm_start``),
+    ``deflated_right_vectors`` (``(d, k')``, pass as ``warm_start_deflated``; ``None``
+    without ``a``) and ``a_products`` (:math:`W^\top Q_a`, ``(d, K+1)``, pass as
+    ``W_prev_products`` next step, or as ``W0_products`` from the step-0 summary; ``None``
+    without ``a``).
     """
 
     singular_values: list[float]
@@ -161,9 +165,12 @@ class SnapshotSummary(NamedTuple):
     residuals: list[float]
     matvecs: int
     converged: bool
+    deflated_right_vectors: Tensor | None = None
+    a_products: Tensor | None = None
 
     def to_json_dict(self) -> dict[str, object]:
-        """All fields but ``right_vectors`` as plain JSON types (``nan`` becomes ``None``).
+        """All fields but the tensors (``right_vectors``, ``deflated_right_vectors``,
+        ``a_products``) as plain JSON types (``nan`` becomes ``None``).
 
         Example:
             >>> W = torch.randn(60, 80, generator=torch.Generator().manual_seed(0)) / 80**0.5
@@ -173,10 +180,13 @@ class SnapshotSummary(NamedTuple):
         """
         out: dict[str, object] = {}
         for name, value in zip(self._fields, self):
-            if name == "right_vectors":
+            if name in _TENSOR_FIELDS:
                 continue
             out[name] = _plain(value)
         return out
+
+
+_TENSOR_FIELDS = ("right_vectors", "deflated_right_vectors", "a_products")
 
 
 def _plain(value: object) -> object:
@@ -232,6 +242,17 @@ def _check_k(k: int, N: int, d: int) -> int:
     if isinstance(k, bool) or int(k) != k or not 1 <= k <= min(N, d):
         raise ValueError(f"`k` must be an integer in [1, min(N, d)] = [1, {min(N, d)}], got {k!r}.")
     return int(k)
+
+
+def _rmm(W: Tensor, X: Tensor) -> Tensor:
+    """``W.T @ X`` for a thin ``X`` (n, r); as ``(X.T @ W).T`` when ``r`` is small.
+
+    On CPU (MKL) a transposed product with fewer than ~12 columns takes a slow path,
+    measured 5-20x slower than the same product written as a row block times ``W``.
+    """
+    if X.shape[1] < 12:
+        return (X.T.contiguous() @ W).T
+    return W.T @ X
 
 
 def _orthonormalize(X: Tensor, Q: Tensor | None, ref: float) -> Tensor:
@@ -383,7 +404,7 @@ def top_singular_triplets(
     with _tf32_off(W.device), torch.no_grad():
         trip, _, _ = _block_krylov(
             lambda X: W @ X,
-            lambda X: W.T @ X,
+            lambda X: _rmm(W, X),
             V0,
             n_check=lambda S: p,
             stop=lambda S, res, it: bool((res[:k] <= tol).all()),
@@ -630,12 +651,8 @@ def order_decomposition(
         raise ValueError(f"`B` must have shape ({d}, r), got {tuple(B.shape)}.")
     A, Q = hadamard_power_basis(a.to(W.device), max_order)
     Qw = Q.to(W.dtype)
-    DtQ = W.T @ Qw if W_prev is None else W.T @ Qw - W_prev.T @ Qw  # (d, K+1)
+    DtQ = _rmm(W, Qw) if W_prev is None else _rmm(W, Qw) - _rmm(W_prev, Qw)  # (d, K+1)
     return _order_fit(DtQ, A, Q, B)
-
-
-def _count_tol(tol: float) -> Callable[[Tensor], bool]:
-    return lambda r: bool((r <= tol).all())
 
 
 def analyze_snapshot(
@@ -656,6 +673,9 @@ def analyze_snapshot(
     max_iters: int = 200,
     block_size: int = 16,
     seed: int = 0,
+    warm_start_deflated: Tensor | None = None,
+    W_prev_products: Tensor | None = None,
+    W0_products: Tensor | None = None,
 ) -> SnapshotSummary:
     r"""Complete spectral analysis of one snapshot ``W_t`` (SPEC §4); the engine's entry point.
 
@@ -666,8 +686,11 @@ def analyze_snapshot(
     is unchanged from the previous iteration. Outliers by :func:`detect_outliers`; the
     reported ``k`` grows until the ``(k+1)``-th value is inside the bulk. The first ``n+1``
     values are converged; the remaining ones are Ritz values (lower bounds, see
-    ``residuals``). With ``a`` the deflated count uses :math:`(I - \hat a\hat a^\top)W` as an
-    implicit operator warm-started from the first solve's basis.
+    ``residuals``). With ``a`` the deflated count uses :math:`(I - \hat a\hat a^\top)W`, with
+    the same stopping rule, on the same Krylov basis: its Ritz triplets come from
+    :math:`(I - \hat a\hat a^\top)WQ` without extra products, and both operators' residual
+    blocks share one product with :math:`W^\top` and extend the basis together (one product
+    with ``W``); :math:`W^\top Q_a` for the order-k fit rides along the first product.
 
     Args:
         W: weights, shape ``(N, d)``, float32 or float64.
@@ -686,6 +709,13 @@ def analyze_snapshot(
         max_iters: Krylov iteration cap.
         block_size: number of Ritz pairs refined per iteration (at least ``n_out + 2``).
         seed: seed of the random start columns.
+        warm_start_deflated: previous deflated right vectors (a previous summary's
+            ``deflated_right_vectors``), shape ``(d, k')``; used with ``a``.
+        W_prev_products: :math:`W_{prev}^\top Q_a`, shape ``(d, K+1)`` -- the previous
+            summary's ``a_products`` (same ``a`` and ``max_order``); replaces the product
+            with ``W_prev`` (one pass over it) in the order-k fit.
+        W0_products: :math:`W_0^\top Q_a`, shape ``(d, K+1)`` (the step-0 summary's
+            ``a_products``); replaces the product with ``W0`` in the finite-N count.
 
     Returns:
         A :class:`SnapshotSummary`.
@@ -716,8 +746,18 @@ def analyze_snapshot(
         if M is not None and tuple(M.shape) != (N, d):
             raise ValueError(f"`{name}` must have shape ({N}, {d}) like `W`, got {tuple(M.shape)}.")
     _check_warm(warm_start, d)
+    if warm_start_deflated is not None and (warm_start_deflated.ndim != 2 or warm_start_deflated.shape[0] != d):
+        raise ValueError(
+            f"`warm_start_deflated` must have shape ({d}, k'), got {tuple(warm_start_deflated.shape)}."
+        )
     if int(max_order) != max_order or max_order < 0:
         raise ValueError(f"`max_order` must be a non-negative integer, got {max_order!r}.")
+    for name, M in (("W_prev_products", W_prev_products), ("W0_products", W0_products)):
+        if M is not None and tuple(M.shape) != (d, max_order + 1):
+            raise ValueError(
+                f"`{name}` must have shape ({d}, {max_order + 1}) (a previous summary's "
+                f"`a_products` with the same `max_order`), got {tuple(M.shape)}."
+            )
     if not 0.5 <= quantile <= 0.9999:
         raise ValueError(f"`quantile` must lie in [0.5, 0.9999], got {quantile!r}.")
     if not tol > 0:
@@ -732,51 +772,63 @@ def analyze_snapshot(
     notes: list[str] = []
 
     with _tf32_off(W.device), torch.no_grad():
-        # --- top-k with the outlier stopping rule -------------------------------------
+        # --- top-k of W (and of (I - a a^T) W) with the outlier stopping rule ----------
+        # One shared Krylov basis serves both operators (one W and one W^T product per
+        # iteration); W^T Q_a rides along the first W^T product.
         width = min(d, k + 8) if warm_start is None else min(d, block_size)
-        V0 = _start_block(W, width, warm_start, seed)
-        trip, Q, P = _solve_outliers(
-            lambda X: W @ X, lambda X: W.T @ X, V0, None,
-            N=N, d=d, k=k, fro_sq=fro_sq, quantile=quantile, tol=tol,
-            max_iters=max_iters, block=block_size,
+        starts = [s for s in (warm_start, warm_start_deflated if a is not None else None) if s is not None]
+        V0 = _start_block(W, width, torch.cat(starts, dim=1) if starts else None, seed)
+        rule_kw = dict(N=N, d=d, k=k, quantile=quantile, tol=tol, block=block_size)
+        rules = [_OutlierRule(fro_sq=fro_sq, **rule_kw)]
+        projectors: list[Tensor | None] = [None]
+        Qaw = a_hat = None
+        if a is not None:
+            A, Qa = hadamard_power_basis(a.to(W.device), max_order)  # (N, K+1) float64
+            Qaw = Qa.to(W.dtype)
+            a_hat = Qaw[:, :1]  # (N, 1)
+            # ||(I - a a^T) W||_F^2 = ||W||_F^2 - ||W^T a_hat||^2, set once W^T a_hat is known
+            rules.append(_OutlierRule(fro_sq=fro_sq, **rule_kw))
+            projectors.append(a_hat)
+
+        def _set_deflated_energy(WtQ_: Tensor) -> None:
+            rules[1].fro_sq = max(fro_sq - float(WtQ_[:, 0].to(torch.float64).square().sum()), 1e-300)
+
+        trips, WtQ, matvecs = _joint_krylov(
+            W, V0, rules, projectors, max_iters=max_iters,
+            max_basis=max(4 * block_size, 2 * k + 3 * block_size, 96) * len(rules),
+            extra_left=Qaw, on_extra=_set_deflated_energy if a is not None else None,
         )
+        trip = trips[0]
         values = trip.values
         det = detect_outliers(values, N=N, d=d, frobenius_sq=fro_sq, quantile=quantile)
         n_out = det.count
         k_rep = min(max(k, n_out + 1), values.shape[0], rank)
-        if not trip.converged:
+        converged = all(t.converged for t in trips)
+        if not converged:
             notes.append("top-k solver hit max_iters: values may be inaccurate")
 
         # --- quantities needing a ----------------------------------------------------
         outliers_deflated = None
+        deflated_right = None
         left_al = None
         order_strengths = order_al = None
         finite_n = None
-        if a is not None:
-            A, Qa = hadamard_power_basis(a.to(W.device), max_order)  # (N, K+1) float64
-            Qaw = Qa.to(W.dtype)
-            WtQ = W.T @ Qaw  # (d, K+1)
-            a_hat = Qaw[:, :1]  # (N, 1)
-            wa = WtQ[:, :1]  # (d, 1) = W^T a_hat
-            P_def = P - a_hat @ (a_hat.T @ P)  # (N, m): (I - a a^T) W Q, no product with W
-            fro_def = max(fro_sq - float(wa.square().sum()), 1e-300)
-            trip_d, _, _ = _solve_outliers(
-                lambda X: W @ X - a_hat @ (wa.T @ X),
-                lambda X: W.T @ X - wa @ (a_hat.T @ X),
-                Q, P_def,
-                N=N, d=d, k=k, fro_sq=fro_def, quantile=quantile, tol=tol,
-                max_iters=max_iters, block=block_size,
+        if a is not None and WtQ is not None and Qaw is not None:  # all three set together
+            trip_d = trips[1]
+            det_d = detect_outliers(
+                trip_d.values, N=N, d=d, frobenius_sq=rules[1].fro_sq, quantile=quantile
             )
-            outliers_deflated = detect_outliers(
-                trip_d.values, N=N, d=d, frobenius_sq=fro_def, quantile=quantile
-            ).count
+            outliers_deflated = det_d.count
+            deflated_right = trip_d.right[:, : min(max(k, det_d.count + 1), trip_d.values.shape[0])]
             left_al = ((trip.left[:, :n_out].to(torch.float64).T @ Qa) ** 2).tolist()
-            if W_prev is not None:
-                dec = _order_fit(WtQ - W_prev.T @ Qaw, A, Qa, B)
+            if W_prev is not None or W_prev_products is not None:
+                prev_p = _rmm(W_prev, Qaw) if W_prev_products is None else W_prev_products.to(WtQ)
+                dec = _order_fit(WtQ - prev_p, A, Qa, B)
                 order_strengths = dec.strengths.tolist()
                 order_al = None if dec.alignment is None else dec.alignment.tolist()
-            if W0 is not None:
-                M = (WtQ - W0.T @ Qaw).to(torch.float64)  # (d, K+1)
+            if W0 is not None or W0_products is not None:
+                w0_p = _rmm(W0, Qaw) if W0_products is None else W0_products.to(WtQ)
+                M = (WtQ - w0_p).to(torch.float64)  # (d, K+1)
                 finite_n = _finite_n_from_projection(
                     M, N, d, det.noise_scale, det.cut, quantile
                 ).count
@@ -824,53 +876,137 @@ def analyze_snapshot(
         noise_scale=det.noise_scale,
         cut=det.cut,
         residuals=trip.residuals[:k_rep].tolist(),
-        matvecs=trip.matvecs,
-        converged=trip.converged,
+        matvecs=matvecs,
+        converged=converged,
+        deflated_right_vectors=deflated_right,
+        a_products=WtQ,
     )
 
 
-def _solve_outliers(
-    matmul: _Op,
-    rmatmul: _Op,
-    V0: Tensor,
-    P0: Tensor | None,
-    *,
-    N: int,
-    d: int,
-    k: int,
-    fro_sq: float,
-    quantile: float,
-    tol: float,
-    max_iters: int,
-    block: int,
-) -> tuple[SingularTriplets, Tensor, Tensor]:
-    """Block Krylov with the outlier stopping rule of :func:`analyze_snapshot`."""
-    state: dict[str, int] = {"prev": -1, "n": 0}
-    rank = min(N, d)
+class _OutlierRule:
+    """Stopping rule of :func:`analyze_snapshot` for one operator (state kept between iterations).
 
-    def n_check(S: Tensor) -> int:
-        vals = S[: max(k, block)]
-        n = detect_outliers(vals, N=N, d=d, frobenius_sq=fro_sq, quantile=quantile).count
-        state["n"] = n
-        return min(max(block, n + 2, state.get("need", 0)), rank)
+    Stop when (i) every outlier's residual is at most ``tol`` (relative to :math:`s_1`),
+    (ii) the first value below the cut is bounded below it, :math:`s_{n+1} + \\|r_{n+1}\\| <`
+    cut, and (iii) the count equals the previous iteration's.
+    """
 
-    def stop(S: Tensor, res: Tensor, it: int) -> bool:
-        n = state["n"]
-        if n + 1 > res.shape[0] and n + 1 <= rank:
+    def __init__(self, *, N: int, d: int, k: int, fro_sq: float, quantile: float, tol: float,
+                 block: int) -> None:
+        self.N, self.d, self.k, self.fro_sq = N, d, k, fro_sq
+        self.quantile, self.tol, self.block = quantile, tol, block
+        self.rank = min(N, d)
+        self.prev, self.n = -1, 0
+
+    def _detect(self, S: Tensor) -> Outliers:
+        return detect_outliers(S, N=self.N, d=self.d, frobenius_sq=self.fro_sq, quantile=self.quantile)
+
+    def n_check(self, S: Tensor) -> int:
+        self.n = self._detect(S[: max(self.k, self.block)]).count
+        return min(max(self.block, self.n + 2), self.rank)
+
+    def stop(self, S: Tensor, res: Tensor, it: int) -> bool:
+        if self.n + 1 > res.shape[0] and self.n + 1 <= self.rank:
             return False
-        det = detect_outliers(S[: res.shape[0]], N=N, d=d, frobenius_sq=fro_sq, quantile=quantile)
+        det = self._detect(S[: res.shape[0]])
         n = det.count
-        if n + 1 > res.shape[0] and n + 1 <= rank:  # this count (on fewer values) needs more refined pairs
-            state["need"] = n + 2
-            return False
-        ok_res = bool((res[:n] <= tol).all())
-        s1 = float(S[0])
-        guard = n >= rank or float(S[n]) + float(res[n]) * s1 < det.cut
-        stable = n == state["prev"]
-        state["prev"] = n
+        ok_res = bool((res[:n] <= self.tol).all())
+        guard = n >= self.rank or float(S[n]) + float(res[n]) * float(S[0]) < det.cut
+        stable = n == self.prev
+        self.prev = n
         return ok_res and guard and stable
 
-    return _block_krylov(
-        matmul, rmatmul, V0, n_check=n_check, stop=stop, max_iters=max_iters,
-        max_basis=max(4 * block, 2 * k + 3 * block, 96),
-    )
+
+def _joint_krylov(
+    W: Tensor,
+    V0: Tensor,
+    rules: Sequence[_OutlierRule],
+    projectors: Sequence[Tensor | None],
+    *,
+    max_iters: int,
+    max_basis: int,
+    extra_left: Tensor | None = None,
+    on_extra: Callable[[Tensor], None] | None = None,
+) -> tuple[list[SingularTriplets], Tensor | None, int]:
+    r"""One block Krylov basis shared by several operators :math:`W_j = (I - q_j q_j^\top) W`.
+
+    ``Q`` (d, m) and ``P = W Q`` (N, m) are shared; the Ritz triplets of :math:`W_j` on
+    ``span Q`` come from :math:`P_j = P - q_j (q_j^\top P)` without products with ``W``
+    (``q_j = None`` is ``W`` itself). Each iteration takes **one** product with
+    :math:`W^\top` (the residuals of every unfinished operator, side by side, since
+    :math:`W_j^\top u = W^\top u` for :math:`u \perp q_j`) and **one** with ``W`` (the new
+    block: all those residuals, orthonormalised against ``Q``). An operator is frozen at the
+    iteration its rule stops. ``extra_left`` (N, r) rides along the first :math:`W^\top`
+    product; ``on_extra`` sees :math:`W^\top` ``extra_left`` before the first stopping test.
+    Returns (triplets per operator, :math:`W^\top` ``extra_left``, columns multiplied).
+    """
+    d = V0.shape[0]
+    Q = _orthonormalize(V0, None, float(torch.linalg.vector_norm(V0, dim=0).max()))  # (d, m)
+    P = W @ Q  # (N, m)
+    matvecs = Q.shape[1]
+    results: list[SingularTriplets | None] = [None] * len(rules)
+    extra_out: Tensor | None = None
+    it = 0
+    while True:
+        it += 1
+        active, blocks, keep = [], [], []
+        for j, (rule, q) in enumerate(zip(rules, projectors)):
+            Pj = P if q is None else P - q @ (q.T @ P)  # (N, m)
+            G = Pj.T.to(torch.float64) @ Pj.to(torch.float64)  # (m, m)
+            evals, evecs = torch.linalg.eigh(G)
+            evals, evecs = evals.flip(0).clamp_min(0.0), evecs.flip(1)
+            keep.append(evecs)
+            if results[j] is not None:
+                continue
+            S_all = evals.sqrt()  # (m,)
+            p = max(1, min(rule.n_check(S_all), Q.shape[1]))
+            S = S_all[:p]
+            Y = evecs[:, :p].to(P.dtype)  # (m, p)
+            safe = torch.where(S > 0, S, torch.ones_like(S)).to(P.dtype)
+            active.append((j, S_all, S, Pj @ Y / safe, Q @ Y))  # U (N, p), V (d, p)
+        cols = [U for _, _, _, U, _ in active]
+        n_extra = 0 if extra_left is None or extra_out is not None else extra_left.shape[1]
+        if n_extra:
+            cols.append(extra_left)
+        Z = _rmm(W, torch.cat(cols, dim=1))  # (d, sum p [+ r]): the one W^T product
+        matvecs += Z.shape[1]
+        if n_extra:
+            extra_out = Z[:, Z.shape[1] - n_extra:]
+            if on_extra is not None:
+                on_extra(extra_out)
+        exhausted = Q.shape[1] >= d
+        residual_blocks, start = [], 0
+        for j, S_all, S, U, V in active:
+            p = S.shape[0]
+            R = Z[:, start:start + p] - V * S.to(P.dtype)  # (d, p)
+            start += p
+            res_abs = torch.linalg.vector_norm(R, dim=0).to(torch.float64)  # (p,)
+            s1 = float(S_all[0]) if float(S_all[0]) > 0 else 1.0
+            res = res_abs / s1
+            done = rules[j].stop(S_all, res, it) or exhausted
+            if done or it >= max_iters:
+                results[j] = SingularTriplets(
+                    S.to(P.dtype), U, V, res.to(P.dtype), it, matvecs, bool(done)
+                )
+            else:
+                residual_blocks.append(R)
+        if not residual_blocks:
+            return [r for r in results if r is not None], extra_out, matvecs
+        R = torch.cat(residual_blocks, dim=1)
+        Qn = _orthonormalize(R, Q, float(torch.linalg.vector_norm(R, dim=0).max()) + 1e-30)
+        if Qn.shape[1] == 0:  # invariant subspace: every remaining operator is converged
+            for j, S_all, S, U, V in active:
+                if results[j] is None:
+                    res = torch.zeros_like(S)
+                    results[j] = SingularTriplets(S.to(P.dtype), U, V, res.to(P.dtype), it, matvecs, True)
+            return [r for r in results if r is not None], extra_out, matvecs
+        if Q.shape[1] + Qn.shape[1] > max_basis:  # thick restart on every operator's top Ritz vectors
+            per = max(1, (max_basis - Qn.shape[1]) // len(keep))
+            C = torch.cat([Y[:, :per] for Y in keep], dim=1).to(P.dtype)  # (m, r)
+            Cq = _orthonormalize(C, None, 1.0)
+            Q, P = Q @ Cq, P @ Cq
+            Qn = _orthonormalize(Qn, Q, 1.0)
+        Pn = W @ Qn  # (N, b): the one W product
+        matvecs += Qn.shape[1]
+        Q = torch.cat([Q, Qn], dim=1)
+        P = torch.cat([P, Pn], dim=1)
