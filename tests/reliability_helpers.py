@@ -123,13 +123,13 @@ def run_cli(config: Path, *extra: str, cwd: Path, env: dict[str, str] | None = N
 
 
 def write_run_config(path: Path, root: Path, *, max_steps: int, checkpoint_every: int | None = 1,
-                     logger: bool = False, **model: Any) -> Path:
+                     logger: bool = False, explicit_dirs: bool = True, **model: Any) -> Path:
     """A tiny float64 run writing snapshots of every step, a record line per step and (optionally) checkpoints."""
+    snapshot_dir = {"dirpath": str(root / "snapshots")} if explicit_dirs else {}
+    record_dir = {"dirpath": str(root / "record")} if explicit_dirs else {}
     callbacks: list[dict[str, Any]] = [
-        {"class_path": "spikelearn.callbacks.WeightSnapshot",
-         "init_args": {"dirpath": str(root / "snapshots"), "first_k": 10**6}},
-        {"class_path": "spikelearn.callbacks.SpectrumMonitor",
-         "init_args": {"dirpath": str(root / "record"), **MONITOR_KWARGS}},
+        {"class_path": "spikelearn.callbacks.WeightSnapshot", "init_args": {**snapshot_dir, "first_k": 10**6}},
+        {"class_path": "spikelearn.callbacks.SpectrumMonitor", "init_args": {**record_dir, **MONITOR_KWARGS}},
     ]
     if checkpoint_every is not None:
         callbacks.append({"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",

@@ -83,12 +83,15 @@ def _last_checkpoint_at_least(path: Path, step: int):
     return ready
 
 
-def _assert_same_run(root: Path, reference: Path) -> None:
-    snapshots, expected = load_snapshots(root / "snapshots"), load_snapshots(reference / "snapshots")
+def _assert_same_run(root: Path, reference: Path, snapshot_dir: Path | None = None,
+                     record: Path | None = None) -> None:
+    snapshots = load_snapshots(snapshot_dir or root / "snapshots")
+    expected = load_snapshots(reference / "snapshots")
     assert [s.step for s in snapshots] == list(range(STEPS + 1)), "a snapshot is missing or doubled"
     for got, want in zip(snapshots, expected):
         assert float((got.weights["W"] - want.weights["W"]).abs().max()) == 0.0, f"W_{got.step} differs"
-    records, expected_records = (read_records(r / "record" / "spectra.jsonl") for r in (root, reference))
+    records = read_records(record or root / "record" / "spectra.jsonl")
+    expected_records = read_records(reference / "record" / "spectra.jsonl")
     assert record_steps(records) == list(range(STEPS + 1)), "a record line is missing or doubled"
     for got, want in zip(records, expected_records):
         # the top-k solver is warm-started from the previous step, which a resumed monitor lacks: 1e-9 relative
@@ -115,6 +118,24 @@ def test_sigterm_mid_run_then_resume_equals_uninterrupted(tmp_path, reference):
 
     run_cli(config, "--ckpt_path", str(last), cwd=tmp_path)
     _assert_same_run(tmp_path, reference)
+
+
+@pytest.mark.slow
+def test_sigterm_then_resume_with_default_versioned_log_dirs(tmp_path, reference):
+    """No dirpath given: snapshots and record live in the logger's version_0; the resumed run logs to version_1,
+    continues the snapshots in version_0/snapshots and carries the record over into version_1/spectra.jsonl."""
+    config = write_run_config(tmp_path / "run.yaml", tmp_path, max_steps=STEPS, logger=True, explicit_dirs=False)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    process = _start(config, tmp_path, cli_env())
+    wait_for(_last_checkpoint_at_least(last, KILL_AFTER), process, what=f"a checkpoint of step {KILL_AFTER}")
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert KILL_AFTER <= checkpoint_step(last) < STEPS
+    run_cli(config, "--ckpt_path", str(last), cwd=tmp_path)
+    versions = tmp_path / "tb" / "run"
+    assert sorted(p.name for p in versions.iterdir()) == ["version_0", "version_1"]
+    _assert_same_run(tmp_path, reference, snapshot_dir=versions / "version_0" / "snapshots",
+                     record=versions / "version_1" / "spectra.jsonl")
 
 
 def _fake_scontrol(bin_dir: Path, log: Path) -> None:
