@@ -91,13 +91,11 @@ def test_crash_mid_append_during_training_is_repaired_on_resume(tmp_path, monkey
                      enable_checkpointing=True).fit(tiny_module(), tiny_data(), ckpt_path=ckpt_path)
 
     real_write = os.write
-    appended = []
 
     def dying_write(fd, data):
         if bytes(data).startswith(b'{"step":4,'):
             real_write(fd, bytes(data)[: len(data) // 2])  # half of the line reaches the disk, then the crash
             raise Crash
-        appended.append(1)
         return real_write(fd, data)
 
     monkeypatch.setattr(_io.os, "write", dying_write)

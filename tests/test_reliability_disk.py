@@ -25,10 +25,6 @@ def _fit_args(root, *extra):
             "--trainer.logger.init_args.save_dir", str(root / "runs"), "--trainer.default_root_dir", str(root), *extra]
 
 
-class Spy(ModelCheckpoint):
-    pass
-
-
 def _assert_not_started(root):
     assert not list(root.rglob("*.ckpt")), "training started before the output directory was checked"
 
