@@ -896,20 +896,23 @@ class _OutlierRule:
         self.N, self.d, self.k, self.fro_sq = N, d, k, fro_sq
         self.quantile, self.tol, self.block = quantile, tol, block
         self.rank = min(N, d)
-        self.prev, self.n = -1, 0
+        self.prev, self.n, self.need = -1, 0, 0
 
     def _detect(self, S: Tensor) -> Outliers:
         return detect_outliers(S, N=self.N, d=self.d, frobenius_sq=self.fro_sq, quantile=self.quantile)
 
     def n_check(self, S: Tensor) -> int:
         self.n = self._detect(S[: max(self.k, self.block)]).count
-        return min(max(self.block, self.n + 2), self.rank)
+        return min(max(self.block, self.n + 2, self.need), self.rank)
 
     def stop(self, S: Tensor, res: Tensor, it: int) -> bool:
         if self.n + 1 > res.shape[0] and self.n + 1 <= self.rank:
             return False
         det = self._detect(S[: res.shape[0]])
         n = det.count
+        if n + 1 > res.shape[0] and n + 1 <= self.rank:  # this recount fills the refined block: refine more pairs
+            self.need = n + 2
+            return False
         ok_res = bool((res[:n] <= self.tol).all())
         guard = n >= self.rank or float(S[n]) + float(res[n]) * float(S[0]) < det.cut
         stable = n == self.prev
