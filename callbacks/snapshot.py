@@ -130,6 +130,11 @@ class WeightSnapshot(Callback):
         self.history.append({"step": step, "path": str(path), "bytes": len(data)})
 
     # ------------------------------------------------------------------ resume
+    @property
+    def state_key(self) -> str:
+        # several instances (other weights, other directories) can share one Trainer and one checkpoint
+        return self._generate_state_key(params=self.params, dirpath=None if self.dirpath is None else str(self.dirpath))
+
     def state_dict(self) -> dict[str, Any]:
         return {"dirpath": None if self._dir is None else str(self._dir), "last_step": self._last_step}
 

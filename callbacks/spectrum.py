@@ -186,6 +186,10 @@ class SpectrumMonitor(Callback):
         self._W0: dict[str, Tensor] = {}
         self._W_prev: dict[str, Tensor] = {}
         self._warm: dict[str, Tensor] = {}
+        self._warm_deflated: dict[str, Tensor] = {}
+        # W_tᵀ Q_a of the last analysed step (step, (d, K+1)) and of step 0: spare the engine a pass over W_{t-1} / W0
+        self._a_products: dict[str, tuple[int, Tensor]] = {}
+        self._W0_products: dict[str, Tensor] = {}
         self._restored: dict[str, Any] | None = None
         self._last_step = -1
 
@@ -217,9 +221,15 @@ class SpectrumMonitor(Callback):
             self._resume_record(step, pl_module)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
-        # keep W_{t-1} for the order-k fit of the update of a step that will be analysed
-        if trainer.is_global_zero and two_layer(pl_module) is not None and trainer.global_step + 1 in self.cadence:
-            self._W_prev = {name: pl_module.get_parameter(name).detach().clone() for name in self._names}
+        # keep W_{t-1} for the order-k fit of the update of a step that will be analysed, unless the engine already
+        # holds W_{t-1}ᵀ Q_a from analysing step t-1
+        step = trainer.global_step
+        if trainer.is_global_zero and two_layer(pl_module) is not None and step + 1 in self.cadence:
+            self._W_prev = {
+                name: pl_module.get_parameter(name).detach().clone()
+                for name in self._names
+                if self._a_products.get(name, (None,))[0] != step
+            }
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -243,10 +253,16 @@ class SpectrumMonitor(Callback):
             B = target_directions(trainer, d)
             kwargs: dict[str, Any] = {}
             if module is not None:
+                previous = self._a_products.get(name)
+                previous_products = previous[1] if previous is not None and previous[0] == step - 1 else None
+                W0_products = self._W0_products.get(name)
                 kwargs = {
                     "a": module.a.detach(),  # (N,)
-                    "W_prev": self._W_prev.get(name),
-                    "W0": self._W0.get(name),
+                    "W_prev": None if previous_products is not None else self._W_prev.get(name),
+                    "W_prev_products": previous_products,
+                    "W0": None if W0_products is not None else self._W0.get(name),
+                    "W0_products": W0_products,
+                    "warm_start_deflated": self._warm_deflated.get(name),
                     "alphas": module.schedule.exponents(step),
                     "a_kind": module.a_kind,
                     "activation_coefficients": self._mu,
@@ -265,6 +281,12 @@ class SpectrumMonitor(Callback):
                 )
             elapsed = time.perf_counter() - start
             self._warm[name] = summary.right_vectors
+            if summary.deflated_right_vectors is not None:
+                self._warm_deflated[name] = summary.deflated_right_vectors
+            if summary.a_products is not None:
+                self._a_products[name] = (step, summary.a_products)
+                if step == 0:
+                    self._W0_products[name] = summary.a_products
             record: dict[str, Any] = {
                 "step": step,
                 "eta": module.eta(step) if module is not None and step > 0 else None,
@@ -364,6 +386,11 @@ class SpectrumMonitor(Callback):
         self.history = kept
         if self._restored and self._restored.get("W0"):
             self._W0 = {n: w.to(pl_module.device) for n, w in self._restored["W0"].items() if n in self._names}
+
+    @property
+    def state_key(self) -> str:
+        # several instances (other weights, other directories) can share one Trainer and one checkpoint
+        return self._generate_state_key(params=self.params, dirpath=None if self.dirpath is None else str(self.dirpath))
 
     def state_dict(self) -> dict[str, Any]:
         return {

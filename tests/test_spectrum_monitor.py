@@ -297,3 +297,21 @@ def test_cli_resume_from_checkpoint_continues_the_record(tmp_path):
     _cli(tmp_path, f"--ckpt_path={first / 'checkpoints' / 'step=1.ckpt'}", steps=4)
     second = tmp_path / "logs" / "run" / "version_1"
     assert [r["step"] for r in read_records(second / RECORD_FILENAME)] == [0, 1, 2, 3, 4]
+
+
+def test_two_monitors_on_different_weights_coexist_in_one_checkpoint(tmp_path):
+    import lightning as L
+
+    from spikelearn.callbacks import SpectrumMonitor, WeightSnapshot
+
+    first, second = SpectrumMonitor(params="W", dirpath=tmp_path / "a"), SpectrumMonitor(params="W", dirpath=tmp_path / "b")
+    snapshots = [WeightSnapshot(dirpath=tmp_path / "s1"), WeightSnapshot(dirpath=tmp_path / "s2")]
+    assert len({cb.state_key for cb in (first, second, *snapshots)}) == 4
+    trainer = L.Trainer(max_steps=1, max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        use_distributed_sampler=False, callbacks=[first, second, *snapshots], default_root_dir=tmp_path)
+    from spikelearn.data import GaussianDataModule
+    from spikelearn.module import TwoLayerModule
+
+    trainer.fit(TwoLayerModule(width=32, input_dim=32), GaussianDataModule(input_dim=32, batch_size=32))
+    trainer.save_checkpoint(tmp_path / "both.ckpt")
+    assert [r["step"] for r in first.history] == [r["step"] for r in second.history] == [0, 1]
