@@ -52,10 +52,8 @@ def _parser():
 
 
 def _prediction(target, a1: float, a2: float, reused: bool) -> tuple[bool, ...]:
-    # IE = inf (no Hermite order correlates) is passed as a huge finite order: never 1, so never learnable
-    ie = [int(e) if math.isfinite(e) else 10**6 for e in target.information_exponents]
     staircase = [target.name == "staircase" and j > 0 for j in range(target.rank)]  # SPEC §2's exception
-    return learnable_directions(a1, a2, reused=reused, information_exponents=ie,
+    return learnable_directions(a1, a2, reused=reused, information_exponents=list(target.information_exponents),
                                 reuse_exponents=list(target.reuse_exponents), staircase=staircase).learnable
 
 

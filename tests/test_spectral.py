@@ -338,3 +338,17 @@ def test_bad_input_topk():
         top_singular_triplets(torch.ones(3, 4), 4)
     with pytest.raises(ValueError, match="NaN"):
         singular_values_full(torch.tensor([[float("nan")]]))
+
+
+@pytest.mark.parametrize("n_planted", [17, 40])
+def test_more_outliers_than_the_block_are_all_found(n_planted):
+    # regression: the stopping rule indexed past its Ritz block once every checked value was above the cut
+    # (40 > k = 32: the first recount fills the whole refined block)
+    g = torch.Generator().manual_seed(3)
+    N = d = 400
+    X = torch.randn(N, d, generator=g, dtype=torch.float64) / d**0.5
+    U, _ = torch.linalg.qr(torch.randn(N, n_planted, generator=g, dtype=torch.float64))
+    V, _ = torch.linalg.qr(torch.randn(d, n_planted, generator=g, dtype=torch.float64))
+    strengths = torch.linspace(4.0, 8.0, n_planted, dtype=torch.float64)  # all far above the BBP threshold 1
+    summary = analyze_snapshot(X + U @ torch.diag(strengths) @ V.T, block_size=16)
+    assert summary.outliers == n_planted

@@ -130,3 +130,13 @@ def test_errors():
         hadamard_power_basis(torch.ones(3), -1)
     with pytest.raises(ValueError, match="W0"):
         finite_n_predicted_count(torch.ones(3, 4), torch.ones(4, 3), torch.ones(3))
+
+
+def test_learnable_directions_accepts_infinite_information_exponent():
+    # the staircase's beta_2 has IE = inf (no Hermite correlation) and p* = 2
+    from spikelearn.functional import make_target
+
+    target = make_target("staircase")
+    independent = learnable_directions(0.3, 0.45, reused=False, information_exponents=target.information_exponents)
+    reused = learnable_directions(0.3, 0.45, reused=True, reuse_exponents=target.reuse_exponents)
+    assert independent.learnable == (True, False) and reused.learnable == (True, True)

@@ -202,7 +202,7 @@ def learnable_directions(
     alpha2: float,
     *,
     reused: bool,
-    information_exponents: Sequence[int] | None = None,
+    information_exponents: Sequence[float] | None = None,
     reuse_exponents: Sequence[float] | None = None,
     staircase: Sequence[bool] | None = None,
 ) -> LearnableDirections:
@@ -247,7 +247,7 @@ def learnable_directions(
             raise ValueError(
                 f"`staircase` must have {len(ie)} entries (one per direction), got {len(flags)}."
             )
-        learn = tuple(int(e) == 1 or s for e, s in zip(ie, flags))
+        learn = tuple(float(e) == 1.0 or s for e, s in zip(ie, flags))  # IE may be math.inf
         if any(flags):
             notes.append("staircase directions flagged by the caller count as learnable")
         return LearnableDirections(learn, (False,) * len(ie), "; ".join(notes))
