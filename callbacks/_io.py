@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import torch
 from torch import Tensor
 
 __all__ = [
@@ -95,7 +94,7 @@ def read_records(path: str | os.PathLike[str], *, drop_truncated: bool = False) 
         FileNotFoundError: if the file does not exist.
 
     Example:
-        >>> import tempfile, os
+        >>> import os, tempfile, torch
         >>> path = os.path.join(tempfile.mkdtemp(), "spectra.jsonl")
         >>> append_record(path, {"step": 0, "outliers": 1})
         >>> read_records(path)
@@ -230,7 +229,7 @@ def save_snapshot(
     """Write one snapshot atomically (see :func:`encode_snapshot`, :func:`write_atomic`); returns its size in bytes.
 
     Example:
-        >>> import tempfile, os
+        >>> import os, tempfile, torch
         >>> path = os.path.join(tempfile.mkdtemp(), snapshot_filename(1))
         >>> _ = save_snapshot(path, step=1, weights={"W": torch.eye(2)}, eta=0.5)
         >>> snap = load_snapshot(path)

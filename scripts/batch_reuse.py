@@ -17,7 +17,6 @@ Outputs in ``--out``: ``batch_reuse.csv`` (one row per target direction and mode
 from __future__ import annotations
 
 import itertools
-import math
 import statistics
 import sys
 import tempfile

@@ -1,4 +1,4 @@
-"""Shared test settings: float64 math, quiet Lightning, a small default size."""
+"""Shared test settings: one intra-op thread, quiet Lightning."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import warnings
 
 import pytest
+import torch
 
 os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -20,3 +21,15 @@ def _quiet_lightning_warnings():
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
         warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
         yield
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The tests use small matrices: one intra-op thread (two threads on a busy 2-core box spin, 100x slower).
+
+    Subprocesses (CLI, DDP) keep torch's default.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -47,6 +47,20 @@ def tiny_trainer(root: Path, max_steps: int, **kwargs: Any) -> L.Trainer:
     )
 
 
+def fit_with_record(root: Path, max_steps: int, ckpt_path: Path | None = None) -> None:
+    """Fit the tiny float64 model with a record in ``root/record``, snapshots of every step in ``root/snapshots``
+    and a checkpoint per step in ``root/checkpoints`` (``last.ckpt`` included): the full state a crash can damage."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from spikelearn.callbacks import SpectrumMonitor, WeightSnapshot
+
+    callbacks = [SpectrumMonitor(dirpath=root / "record", **MONITOR_KWARGS),
+                 WeightSnapshot(dirpath=root / "snapshots", first_k=100),
+                 ModelCheckpoint(dirpath=root / "checkpoints", every_n_train_steps=1, save_last=True)]
+    tiny_trainer(root, max_steps, precision="64-true", callbacks=callbacks,
+                 enable_checkpointing=True).fit(tiny_module(), tiny_data(), ckpt_path=ckpt_path)
+
+
 def record_steps(records: list[dict[str, Any]]) -> list[int]:
     return [r["step"] for r in records]
 

@@ -7,10 +7,9 @@ import os
 
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
-from reliability_helpers import MONITOR_KWARGS, record_steps, tiny_data, tiny_module, tiny_trainer
+from reliability_helpers import fit_with_record, record_steps
 
-from spikelearn.callbacks import SpectrumMonitor, WeightSnapshot, _io, load_snapshot, load_snapshots, read_records
+from spikelearn.callbacks import _io, load_snapshot, load_snapshots, read_records
 
 
 class Crash(BaseException):
@@ -83,13 +82,6 @@ def test_corrupt_middle_line_is_reported_with_its_number(tmp_path):
 def test_crash_mid_append_during_training_is_repaired_on_resume(tmp_path, monkeypatch):
     """The process dies while appending the record line of step 4: half a line stays on disk. The file is
     reported as truncated, and resuming from the checkpoint of step 3 gives a clean record of every step once."""
-    def run(max_steps, ckpt_path=None):
-        callbacks = [SpectrumMonitor(dirpath=tmp_path / "record", **MONITOR_KWARGS),
-                     WeightSnapshot(dirpath=tmp_path / "snapshots", first_k=100),
-                     ModelCheckpoint(dirpath=tmp_path / "checkpoints", every_n_train_steps=1, save_last=True)]
-        tiny_trainer(tmp_path, max_steps, precision="64-true", callbacks=callbacks,
-                     enable_checkpointing=True).fit(tiny_module(), tiny_data(), ckpt_path=ckpt_path)
-
     real_write = os.write
 
     def dying_write(fd, data):
@@ -100,12 +92,12 @@ def test_crash_mid_append_during_training_is_repaired_on_resume(tmp_path, monkey
 
     monkeypatch.setattr(_io.os, "write", dying_write)
     with pytest.raises(Crash):
-        run(6)
+        fit_with_record(tmp_path, 6)
     monkeypatch.undo()
     record = tmp_path / "record" / "spectra.jsonl"
     with pytest.raises(ValueError, match="line 5 is truncated"):
         read_records(record)
 
-    run(6, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
+    fit_with_record(tmp_path, 6, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
     assert record_steps(read_records(record)) == list(range(7))
     assert [s.step for s in load_snapshots(tmp_path / "snapshots")] == list(range(7))

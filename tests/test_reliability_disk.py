@@ -10,10 +10,9 @@ import shutil
 from collections import namedtuple
 
 import pytest
-from lightning.pytorch.callbacks import ModelCheckpoint
-from reliability_helpers import MONITOR_KWARGS, record_steps, tiny_data, tiny_module, tiny_trainer
+from reliability_helpers import fit_with_record, record_steps
 
-from spikelearn.callbacks import SpectrumMonitor, WeightSnapshot, _io, load_snapshots, read_records
+from spikelearn.callbacks import _io, load_snapshots, read_records
 from spikelearn.cli import OutputDirectoryError, build_cli, check_output_dir, config_path
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -99,13 +98,6 @@ def test_min_free_mb_is_validated(tmp_path, bad):
 def test_disk_full_mid_run_keeps_what_was_written_and_resumes(tmp_path, monkeypatch):
     """ENOSPC while appending the record line of step 3: the run stops with the OS error, every line and
     snapshot before it is intact, and resuming from the checkpoint of step 2 completes the record."""
-    def run(max_steps, ckpt_path=None):
-        callbacks = [SpectrumMonitor(dirpath=tmp_path / "record", **MONITOR_KWARGS),
-                     WeightSnapshot(dirpath=tmp_path / "snapshots", first_k=100),
-                     ModelCheckpoint(dirpath=tmp_path / "checkpoints", every_n_train_steps=1, save_last=True)]
-        tiny_trainer(tmp_path, max_steps, precision="64-true", callbacks=callbacks,
-                     enable_checkpointing=True).fit(tiny_module(), tiny_data(), ckpt_path=ckpt_path)
-
     real_write = os.write
 
     def full_write(fd, data):
@@ -115,10 +107,10 @@ def test_disk_full_mid_run_keeps_what_was_written_and_resumes(tmp_path, monkeypa
 
     monkeypatch.setattr(_io.os, "write", full_write)
     with pytest.raises(OSError, match="No space left on device"):
-        run(5)
+        fit_with_record(tmp_path, 5)
     monkeypatch.undo()
     assert record_steps(read_records(tmp_path / "record" / "spectra.jsonl")) == [0, 1, 2]
     assert [s.step for s in load_snapshots(tmp_path / "snapshots")][:3] == [0, 1, 2]
-    run(5, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
+    fit_with_record(tmp_path, 5, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
     assert record_steps(read_records(tmp_path / "record" / "spectra.jsonl")) == list(range(6))
     assert [s.step for s in load_snapshots(tmp_path / "snapshots")] == list(range(6))

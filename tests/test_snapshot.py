@@ -16,15 +16,6 @@ from spikelearn.data import GaussianDataModule
 from spikelearn.module import TwoLayerModule
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small matrices: one intra-op thread (two threads on a busy 2-core box spin and run 100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _trainer(tmp_path, callbacks, max_steps, **kwargs):
     return L.Trainer(
         max_steps=max_steps, max_epochs=-1, accelerator="cpu", devices=1, logger=False, callbacks=callbacks,

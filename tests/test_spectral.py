@@ -5,7 +5,6 @@ Tolerance scales: outlier locations and overlaps fluctuate on the N^{-1/2} scale
 """
 
 import json
-import math
 
 import pytest
 import torch

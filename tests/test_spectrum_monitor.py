@@ -33,15 +33,6 @@ THEORY_FIELDS = (
 SIZE = 200
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small matrices: one intra-op thread (two threads on a busy 2-core box spin and run 100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _setup(batches="reused", size=SIZE, steps_c=(1.0, 1.0), alphas=(0.3, 0.45)):
     module = TwoLayerModule(width=size, input_dim=size, step_c=steps_c, step_alpha=alphas)
     return module, GaussianDataModule(input_dim=size, batch_size=size, batches=batches, target="he1")

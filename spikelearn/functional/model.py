@@ -180,8 +180,9 @@ def ridge_readout(features: Tensor, y: Tensor, ridge: float) -> Tensor:
 
     Example:
         >>> Phi = torch.eye(3, dtype=torch.float64)
-        >>> ridge_readout(Phi, torch.tensor([3.0, 0.0, 0.0], dtype=torch.float64), ridge=0.0)
-        tensor([3., 0., 0.], dtype=torch.float64)
+        >>> y = torch.tensor([3.0, 0.0, 0.0], dtype=torch.float64)
+        >>> torch.allclose(ridge_readout(Phi, y, ridge=0.0), y)
+        True
     """
     if not ridge >= 0.0:
         raise ValueError(f"`ridge` must be >= 0, got {ridge!r}.")

@@ -952,7 +952,7 @@ def _joint_krylov(
     it = 0
     while True:
         it += 1
-        active, blocks, keep = [], [], []
+        active, keep = [], []
         for j, (rule, q) in enumerate(zip(rules, projectors)):
             Pj = P if q is None else P - q @ (q.T @ P)  # (N, m)
             G = Pj.T.to(torch.float64) @ Pj.to(torch.float64)  # (m, m)
