@@ -155,7 +155,7 @@ class TwoLayerModule(L.LightningModule):
             self._check_input_dim(X.shape[-1], f"a batch of shape {tuple(X.shape)}")
         value = F.loss(self.W, self.a, X, y, self.activation, self.loss_kind)
         if not torch.isfinite(value):
-            raise DivergenceError(f"The loss at step {step} (eta_t = {self.eta(step):.6g}) is {float(value)}: training diverged.")
+            raise DivergenceError(f"The loss at step {step} (eta_t = {self.eta(step):.6g}) is {float(value.detach())}: training diverged.")
         self.log("train/loss", value, sync_dist=True, prog_bar=True, batch_size=X.shape[0])
         self.log("train/eta", self.eta(step), batch_size=X.shape[0])
         return value

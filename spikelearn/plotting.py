@@ -123,7 +123,8 @@ def spectrum_figure(
         ax_bulk.axvline(cut, color="C3", ls=":", lw=1.5, label=f"TW cut = {cut:.3f}")
     beyond = len(values) - len(inside)
     if beyond:
-        ax_bulk.annotate(f"{beyond} value(s) beyond →", xy=(0.98, 0.25), xycoords="axes fraction", ha="right", color="C3")
+        ax_bulk.annotate(f"{beyond} value(s) beyond →", xy=(0.98, 0.55), xycoords="axes fraction", ha="right", color="C3",
+                         bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "C3", "alpha": 0.9})
     ax_bulk.set_xlim(0.0, x_max)
     ax_bulk.set_xlabel("singular value")
     ax_bulk.set_ylabel("density")
@@ -171,5 +172,5 @@ def spectrum_figure(
     if eta is not None and math.isfinite(eta):
         title += f", η = {eta:.3g}"
     ax_top.set_title(title)
-    ax_top.legend(fontsize=8, loc="lower left")
+    ax_top.legend(fontsize=8, loc="center right")  # the bulk sits low and left on the log axis
     return fig
