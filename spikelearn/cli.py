@@ -2,8 +2,7 @@
 
 The model and data are spikelearn's :class:`~spikelearn.module.TwoLayerModule` and
 :class:`~spikelearn.data.GaussianDataModule`; ``data.input_dim`` is linked to ``model.input_dim``. Packaged
-example configs live in :mod:`spikelearn.configs` (``spikelearn fit --config $(spikelearn-config two_step_reused)``
-or the path printed by :func:`config_path`).
+example configs live in :mod:`spikelearn.configs`; :func:`config_path` gives their paths.
 """
 
 from __future__ import annotations
