@@ -7,8 +7,10 @@ example configs live in :mod:`spikelearn.configs`; :func:`config_path` gives the
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import warnings
 import shutil
 import tempfile
 from importlib import resources
@@ -44,7 +46,7 @@ CONFIG_NAMES = ("two_step_independent", "two_step_reused", "many_steps")
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_steps": 2,
-    "max_epochs": -1,
+    "max_epochs": -1,  # one endless epoch of step indices: max_steps ends it
     "use_distributed_sampler": False,  # the data module shards the full batch by rank itself
     "num_sanity_val_steps": 0,
     "log_every_n_steps": 1,
@@ -182,8 +184,18 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SpikelearnCLI:
     )
 
 
+class _NoAdvertisements(logging.Filter):
+    """Drop Lightning's "💡 Tip: … install litlogger / litmodels" lines; everything else passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
 def main(args: list[str] | None = None) -> None:
-    """Console entry point ``spikelearn``."""
+    """Console entry point ``spikelearn``: the CLI without Lightning's package tips and internal deprecations."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdvertisements())
+    # raised inside Lightning 2.6 by torch >= 2.10's pytree changes; nothing a user can act on
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     build_cli(args)
 
 
