@@ -161,6 +161,34 @@ def progress(items: Sequence[T], desc: str, enabled: bool = True) -> Iterator[T]
     yield from tqdm(items, desc=desc, disable=not enabled, dynamic_ncols=True, leave=True)
 
 
+def read_csv(
+    path: str | os.PathLike[str],
+    *,
+    ints: Sequence[str] = (),
+    floats: Sequence[str] = (),
+    bools: Sequence[str] = (),
+    float_lists: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Read rows written by :func:`write_csv` back, typing the named columns (an empty cell is ``None``)."""
+    import csv
+
+    def typed(value: str, kind: type) -> Any:
+        return None if value in (None, "") else kind(value)
+
+    with Path(path).open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for key in ints:
+            row[key] = typed(row.get(key), int)
+        for key in floats:
+            row[key] = typed(row.get(key), float)
+        for key in bools:
+            row[key] = row.get(key) == "True"
+        for key in float_lists:
+            row[key] = [float(x) for x in row[key].split(";")] if row.get(key) else []
+    return rows
+
+
 def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
     """Write dict rows as CSV (columns: union of keys in first-seen order); lists are joined with ``;``."""
     path = Path(path)

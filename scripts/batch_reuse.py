@@ -26,7 +26,17 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RunConfig, base_parser, finish_figure, progress, run, setup, spectrum_monitor, write_csv  # noqa: E402
+from _common import (  # noqa: E402
+    RunConfig,
+    base_parser,
+    finish_figure,
+    progress,
+    read_csv,
+    run,
+    setup,
+    spectrum_monitor,
+    write_csv,
+)
 
 from spikelearn.functional import learnable_directions, make_target  # noqa: E402
 
@@ -104,20 +114,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 def _read_rows(path: Path) -> list[dict]:
-    import csv
-
-    with Path(path).open() as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        row["direction"] = int(row["direction"])
-        for key in ("IE", "p_star"):
-            row[key] = float(row[key] or "inf")  # older files wrote inf as an empty cell
-        for key in ("captured_energy", "captured_energy_sd", "baseline", "outliers"):
-            row[key] = float(row[key])
-        for key in ("predicted_learnable", "learned"):
-            row[key] = row[key] == "True"
-        row["order_energy"] = [float(x) for x in row["order_energy"].split(";")]
-    return rows
+    return read_csv(path, ints=("direction",),
+                    floats=("IE", "p_star", "captured_energy", "captured_energy_sd", "baseline", "outliers"),
+                    bools=("predicted_learnable", "learned"), float_lists=("order_energy",))
 
 
 def _figure(rows: list[dict], args, N: int):

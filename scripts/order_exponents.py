@@ -32,7 +32,17 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from _common import KeepWeights, RunConfig, base_parser, finish_figure, progress, run, setup, write_csv  # noqa: E402
+from _common import (  # noqa: E402
+    KeepWeights,
+    RunConfig,
+    base_parser,
+    finish_figure,
+    progress,
+    read_csv,
+    run,
+    setup,
+    write_csv,
+)
 
 from spikelearn.functional import order_decomposition  # noqa: E402
 
@@ -103,16 +113,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 def _read_runs(path: Path) -> list[dict]:
-    import csv
-
-    with Path(path).open() as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        for key in ("N", "seed", "k"):
-            row[key] = int(row[key])
-        for key in ("alpha1", "alpha2", "strength", "noise_floor", "alignment_beta0", "predicted_exponent"):
-            row[key] = float(row[key]) if row.get(key) not in (None, "") else None
-    return rows
+    return read_csv(path, ints=("N", "seed", "k"),
+                    floats=("alpha1", "alpha2", "strength", "noise_floor", "alignment_beta0", "predicted_exponent"))
 
 
 def _slope(points: list[tuple[float, float]]) -> tuple[float, float]:

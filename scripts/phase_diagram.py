@@ -36,6 +36,7 @@ from _common import (  # noqa: E402
     run,
     setup,
     spectrum_monitor,
+    read_csv,
     write_csv,
 )
 
@@ -111,19 +112,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 def _read_runs(path: Path) -> list[dict]:
-    import csv
-
-    ints = ("N", "d", "n", "seed", "outliers", "outliers_deflated", "predicted_outliers",
-            "predicted_outliers_deflated", "predicted_outliers_finite_n")
-    with Path(path).open() as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        for key in ints:
-            row[key] = int(row[key]) if row.get(key) not in (None, "") else None
-        for key in ("alpha1", "alpha2", "c1", "c2"):
-            row[key] = float(row[key])
-        row["borderline"] = row["borderline"] == "True"
-    return rows
+    return read_csv(path, ints=("N", "d", "n", "seed", "outliers", "outliers_deflated", "predicted_outliers",
+                                "predicted_outliers_deflated", "predicted_outliers_finite_n"),
+                    floats=("alpha1", "alpha2", "c1", "c2"), bools=("borderline",))
 
 
 def _cells(runs: list[dict]) -> list[dict]:

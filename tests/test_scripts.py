@@ -159,3 +159,15 @@ def test_phase_diagram_matches_finite_n_prediction(tmp_path):
     for r in runs:
         assert int(r["outliers"]) <= int(r["predicted_outliers"]) + 1, r
     _check_png(tmp_path / "phase_diagram.png")
+
+
+@pytest.mark.parametrize(("name", "runs_csv"), [
+    ("phase_diagram", "phase_diagram_runs.csv"),
+    ("batch_reuse", "batch_reuse.csv"),
+    ("order_exponents", "order_exponents_runs.csv"),
+])
+def test_figures_redraw_from_their_own_csv(tmp_path, name, runs_csv):
+    script = _load(name)
+    script.main([*QUICK, "--out", str(tmp_path / "run")])
+    script.main(["--no-progress", "--from-csv", str(tmp_path / "run" / runs_csv), "--out", str(tmp_path / "redraw")])
+    _check_png(tmp_path / "redraw" / f"{name}.png")
