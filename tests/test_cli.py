@@ -40,7 +40,7 @@ def test_print_config_shows_resolved_settings(tmp_path, capsys):
     assert exit_info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["data"]["batches"] == "reused"
-    assert printed["model"]["step_alpha"] == [0.3, 0.45]
+    assert printed["model"]["step_alpha"] == [0.35, 0.4]
 
 
 def test_unknown_config_name():
