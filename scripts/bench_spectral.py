@@ -14,7 +14,10 @@ trajectory with the shifted-tanh network, ``W1 = W0 + eta1 sqrt(N) G(W0)``,
   summaries' ``a_products`` (so no pass over ``W1`` or ``W0``),
 
 and prints each as a ratio to the GD step, with the largest relative error of the outlier
-values against a float64 full SVD. ``weightwatcher`` is compared only if importable.
+values against a float64 full SVD. With ``--weightwatcher`` (needs the optional ``bench`` extra) it also times
+weightwatcher's ``analyze(mp_fit=True)`` against a cold ``analyze_snapshot`` on a planted-spike matrix
+``X + U diag(strengths) Vᵀ`` (default 2048², strengths 3 and 1.5: both above the BBP threshold, the second
+only 0.17 above the edge), and reports each tool's outlier count beside the float64 reference count.
 
 Example::
 
@@ -98,11 +101,50 @@ def bench_size(size: int, repeats: int, k: int, seed: int = 0) -> dict[str, floa
         "max_rel_err": err,
         "matvecs": summary.matvecs,
     }
-    try:
-        import weightwatcher  # noqa: F401
-    except ImportError:
-        result["weightwatcher"] = float("nan")
     return result
+
+
+def compare_weightwatcher(size: int = 2048, strengths: tuple[float, ...] = (3.0, 1.5), repeats: int = 3) -> dict:
+    """weightwatcher ``analyze(mp_fit=True)`` vs a cold ``analyze_snapshot`` on one planted-spike ``size²`` matrix.
+
+    Raises:
+        ImportError: when weightwatcher is not installed (``pip install -e '.[bench]'``).
+    """
+    import logging
+
+    import weightwatcher  # optional; it reconfigures global logging, so it is imported only here
+
+    from spikelearn.functional.rmt import bgn_rank_one
+    from spikelearn.functional.spectral import detect_outliers
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(size, size, generator=g) / size**0.5  # (N, d), c = 1
+    U = torch.linalg.qr(torch.randn(size, len(strengths), generator=g))[0]
+    V = torch.linalg.qr(torch.randn(size, len(strengths), generator=g))[0]
+    W = X + U @ torch.diag(torch.tensor(strengths)) @ V.T
+    reference = detect_outliers(
+        singular_values_full(W.double())[:64], N=size, d=size, frobenius_sq=float(W.double().square().sum())
+    ).count
+    t_ours = _timeit(lambda: analyze_snapshot(W, k=8), repeats)
+    ours = analyze_snapshot(W, k=8).outliers
+    model = torch.nn.Sequential(torch.nn.Linear(size, size, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(W)
+    level = logging.getLogger().level
+    start = time.perf_counter()
+    details = weightwatcher.WeightWatcher(model=model).analyze(mp_fit=True)
+    t_ww = time.perf_counter() - start
+    logging.getLogger().setLevel(level)
+    return {
+        "size": size,
+        "predicted_locations": [bgn_rank_one(s, 1.0).location for s in strengths],
+        "reference_count": reference,
+        "spikelearn_count": ours,
+        "weightwatcher_count": int(details["num_spikes"].iloc[0]),
+        "spikelearn_s": t_ours,
+        "weightwatcher_s": t_ww,
+        "speedup": t_ww / t_ours,
+    }
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, float]]:
@@ -111,6 +153,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--weightwatcher", action="store_true",
+                        help="also compare with weightwatcher analyze(mp_fit=True) (optional `bench` extra)")
+    parser.add_argument("--weightwatcher-size", type=int, default=2048)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -130,6 +175,19 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
             f"{r['outliers_deflated']:>4} {r['max_rel_err']:>11.2e} {r['matvecs']:>7}",
             flush=True,
         )
+    if args.weightwatcher:
+        try:
+            ww = compare_weightwatcher(args.weightwatcher_size, repeats=args.repeats)
+        except ImportError:
+            print("weightwatcher is not installed: pip install -e '.[bench]'")
+        else:
+            print(
+                f"planted spikes {ww['size']}² (BGN locations {', '.join(f'{x:.3f}' for x in ww['predicted_locations'])}; "
+                f"float64 reference count {ww['reference_count']}): spikelearn {ww['spikelearn_count']} outliers in "
+                f"{ww['spikelearn_s']:.3f} s, weightwatcher analyze(mp_fit=True) {ww['weightwatcher_count']} spikes in "
+                f"{ww['weightwatcher_s']:.2f} s: {ww['speedup']:.0f}x faster"
+            )
+            rows.append(ww)
     return rows
 
 
