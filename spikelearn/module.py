@@ -190,10 +190,7 @@ class TwoLayerModule(L.LightningModule):
         X_fit, y_fit = datamodule.readout_set(device, dtype)
         X_test, y_test = datamodule.test_set(device, dtype)
         with torch.no_grad():
-            features_fit = F.network_features(self.W, X_fit, self.activation)
-            a_hat = F.ridge_readout(features_fit, y_fit, self.readout_ridge)
-            train_mse = float(((features_fit @ a_hat - y_fit) ** 2).mean())
-            test_mse = float(((F.network_features(self.W, X_test, self.activation) @ a_hat - y_test) ** 2).mean())
+            train_mse, test_mse = F.readout_errors(self.W, X_fit, y_fit, X_test, y_test, self.activation, self.readout_ridge)
         return {"readout/train_mse": train_mse, "readout/test_mse": test_mse}
 
     def on_train_end(self) -> None:

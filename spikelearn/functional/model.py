@@ -18,6 +18,7 @@ Symbols:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -36,6 +37,8 @@ __all__ = [
     "network_features",
     "network_output",
     "residual",
+    "ReadoutErrors",
+    "readout_errors",
     "ridge_readout",
 ]
 
@@ -189,3 +192,40 @@ def ridge_readout(features: Tensor, y: Tensor, ridge: float) -> Tensor:
     n, N = features.shape
     gram = features.T @ features + n * ridge * torch.eye(N, dtype=features.dtype, device=features.device)
     return torch.linalg.solve(gram, features.T @ y) if ridge > 0 else torch.linalg.lstsq(features, y[:, None]).solution[:, 0]
+
+
+class ReadoutErrors(NamedTuple):
+    """Mean squared errors of a ridge readout on its fitting set and on held-out data."""
+
+    train_mse: float
+    test_mse: float
+
+
+def readout_errors(
+    W: Tensor, X_fit: Tensor, y_fit: Tensor, X_test: Tensor, y_test: Tensor, activation: Activation, ridge: float
+) -> ReadoutErrors:
+    r"""Ba et al.'s readout protocol: fit ``a`` on the learned features, report train and test MSE.
+
+    .. math:: \hat a = \mathrm{ridge}(\Phi_{fit}, y_{fit}, \lambda), \quad \Phi = \sigma(X W^\top)/\sqrt N,
+              \quad \mathrm{MSE} = \frac1m \|\Phi \hat a - y\|^2.
+
+    Args:
+        W: ``(N, d)`` learned first layer; X_fit: ``(n_fit, d)``; y_fit: ``(n_fit,)``; X_test: ``(m, d)``;
+        y_test: ``(m,)``.
+        activation: ``σ``.
+        ridge: ``λ >= 0`` (see :func:`ridge_readout`).
+
+    Example:
+        >>> from spikelearn.functional.activations import get_activation
+        >>> g = torch.Generator().manual_seed(0)
+        >>> W, X = torch.randn(50, 5, generator=g, dtype=torch.float64), torch.randn(200, 5, generator=g, dtype=torch.float64)
+        >>> y = X[:, 0]
+        >>> errors = readout_errors(W, X[:100], y[:100], X[100:], y[100:], get_activation("tanh"), ridge=1e-6)
+        >>> errors.train_mse < errors.test_mse < 1.0  # 1.0: the zero predictor's MSE, E y^2
+        True
+    """
+    features_fit = network_features(W, X_fit, activation)  # (n_fit, N)
+    a_hat = ridge_readout(features_fit, y_fit, ridge)  # (N,)
+    train_mse = float(((features_fit @ a_hat - y_fit) ** 2).mean())
+    test_mse = float(((network_features(W, X_test, activation) @ a_hat - y_test) ** 2).mean())
+    return ReadoutErrors(train_mse, test_mse)
