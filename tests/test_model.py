@@ -112,3 +112,16 @@ def test_ridge_readout_matches_numpy(ridge):
 def test_ridge_must_be_non_negative():
     with pytest.raises(ValueError, match="`ridge`"):
         ridge_readout(torch.eye(2), torch.ones(2), -1.0)
+
+
+def test_readout_errors_match_a_numpy_ridge_fit():
+    from spikelearn.functional import readout_errors
+
+    W, _, X, _ = _problem(N=40, d=30, n=120, seed=3)
+    y = torch.sin(X[:, 0])
+    activation = get_activation("erf")
+    errors = readout_errors(W, X[:80], y[:80], X[80:], y[80:], activation, ridge=1e-2)
+    Phi = np.vectorize(math.erf)((X @ W.T).numpy()) / math.sqrt(40)
+    a_hat = np.linalg.solve(Phi[:80].T @ Phi[:80] + 80 * 1e-2 * np.eye(40), Phi[:80].T @ y[:80].numpy())
+    assert errors.train_mse == pytest.approx(float(np.mean((Phi[:80] @ a_hat - y[:80].numpy()) ** 2)), rel=1e-10)
+    assert errors.test_mse == pytest.approx(float(np.mean((Phi[80:] @ a_hat - y[80:].numpy()) ** 2)), rel=1e-10)
