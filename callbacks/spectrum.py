@@ -45,6 +45,7 @@ from ._common import (
 )
 from ._io import append_record, read_records, rewrite_records
 from spikelearn.functional.activations import activation_coefficients
+from spikelearn.functional.rmt import mp_bulk_edge
 from spikelearn.functional.spectral import analyze_snapshot, singular_values_full
 from spikelearn.functional.theory import finite_n_predicted_count
 
@@ -336,7 +337,7 @@ class SpectrumMonitor(Callback):
         writers = tensorboard_writers(trainer)
         if histogram is not None and writers:
             values = histogram.detach().cpu().numpy()
-            width = (1.0 + math.sqrt(record["aspect_ratio"])) / self.histogram_bins_per_edge
+            width = mp_bulk_edge(record["aspect_ratio"]) / self.histogram_bins_per_edge
             edges = np.arange(0.0, (math.floor(float(values.max()) / width) + 2) * width, width)
             for writer in writers:
                 writer.add_histogram(f"spectrum/{name}/singular_values", values, global_step=step, bins=edges)

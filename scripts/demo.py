@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import csv
 import logging
-import math
 import os
 import statistics
 import sys
@@ -36,6 +35,7 @@ from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
 from spikelearn.callbacks import RECORD_FILENAME, SpectrumMonitor  # noqa: E402
 from spikelearn.data import BATCH_MODES, GaussianDataModule  # noqa: E402
+from spikelearn.functional.theory import predicted_outlier_count  # noqa: E402
 from spikelearn.module import TwoLayerModule  # noqa: E402
 
 __all__ = ["main", "parse_args"]
@@ -185,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     alphas = args.step_alpha
     law = ""
     if len(alphas) >= 2 and 0 <= alphas[0] < 0.5:
-        law = f"; law after step 2: 1 + ⌊α₂/(½ − α₁)⌋ = {1 + math.floor(alphas[1] / (0.5 - alphas[0]) + 1e-9)}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an α outside [0, 1/2) is reported in the table's prediction column
+            law = f"; law after step 2: 1 + ⌊α₂/(½ − α₁)⌋ = {predicted_outlier_count(alphas[:2]).total}"
     print(f"spikelearn demo: N={N}, d={d}, n={n} (c = N/d = {N / d:.3g}), {args.steps} steps, "
           f"c_t={args.step_c}, α_t={alphas}, target {args.target}{law}")
     start = time.perf_counter()

@@ -494,7 +494,7 @@ def detect_outliers(
         raise ValueError(f"`frobenius_sq` must be positive and finite, got {frobenius_sq!r}.")
     c = N / d
     unit_margin = tracy_widom_margin(N, d, quantile, 1.0)
-    root = 1.0 + math.sqrt(c)
+    root = mp_bulk_edge(c)
     rank = min(N, d)
 
     def scale_for(n: int) -> float:
