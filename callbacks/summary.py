@@ -236,9 +236,12 @@ def final_metrics(
 
 def _hparams(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
     """``model.<name>`` and ``data.<name>`` for every saved hyperparameter (both seeds, unlike Lightning's merge)."""
-    params: dict[str, Any] = {f"model.{k}": v for k, v in dict(getattr(pl_module, "hparams", {}) or {}).items()}
-    datamodule = getattr(trainer, "datamodule", None)
-    params.update({f"data.{k}": v for k, v in dict(getattr(datamodule, "hparams", {}) or {}).items()})
+    params: dict[str, Any] = {}
+    for prefix, owner in (("model", pl_module), ("data", getattr(trainer, "datamodule", None))):
+        hparams = dict(getattr(owner, "hparams", {}) or {})
+        for key, value in hparams.items():
+            if not str(key).startswith("_"):  # Lightning's _instantiator
+                params[f"{prefix}.{key}"] = list(value) if isinstance(value, tuple) else value  # plain YAML lists
     return params
 
 

@@ -12,6 +12,7 @@ import math
 import os
 import warnings
 import shutil
+import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "check_output_dir",
     "config_path",
     "main",
+    "resolve_config_names",
 ]
 
 DEFAULT_MIN_FREE_MB = 100.0
@@ -44,6 +46,18 @@ _CKPT_KEYWORDS = ("last", "hpc", "registry")
 CONFIG_NAMES = ("two_step_independent", "two_step_reused", "many_steps")
 """Packaged example configs."""
 
+DEFAULT_SAVE_DIR = "runs"
+"""The default logger's ``save_dir``; ``--trainer.default_root_dir X`` replaces it by ``X``."""
+
+DESCRIPTION = (
+    "spikelearn: train the two-layer network f(x) = a·σ(Wx)/√N with a few large gradient steps "
+    "η_t = c_t N^α_t and watch the singular values of W leave the bulk (outliers = learned directions). "
+    f"Packaged configs, usable by name: --config {{{','.join(CONFIG_NAMES)}}} (or a path to your own YAML). "
+    "Example: spikelearn fit --config two_step_reused --model.width 512 --data.input_dim 512 --data.batch_size 512; "
+    "then spikelearn report RUN_DIR for a page of the run. Theory and record fields: docs/theory.md."
+)
+"""``spikelearn --help`` and ``spikelearn fit --help`` text."""
+
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_steps": 2,
     "max_epochs": -1,  # one endless epoch of step indices: max_steps ends it
@@ -53,7 +67,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "enable_model_summary": False,
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-        "init_args": {"save_dir": "runs", "name": "spikelearn"},
+        "init_args": {"save_dir": DEFAULT_SAVE_DIR, "name": "spikelearn", "default_hp_metric": False},
     },
 }
 
@@ -137,6 +151,70 @@ def _output_dirs(trainer: Any) -> list[Path]:
     return seen
 
 
+def resolve_config_names(args: list[str]) -> list[str]:
+    """Replace a packaged config name after ``--config`` / ``-c`` by its path (a file of that name wins).
+
+    Example:
+        >>> resolve_config_names(["fit", "--config", "two_step_reused"])[2].endswith("two_step_reused.yaml")
+        True
+        >>> resolve_config_names(["fit", "--config=my.yaml"])
+        ['fit', '--config=my.yaml']
+    """
+    out: list[str] = []
+    expect = False
+    for arg in args:
+        if expect and arg in CONFIG_NAMES and not Path(arg).exists():
+            arg = str(config_path(arg))
+        elif arg.startswith("--config=") and arg[9:] in CONFIG_NAMES and not Path(arg[9:]).exists():
+            arg = f"--config={config_path(arg[9:])}"
+        expect = arg in ("--config", "-c")
+        out.append(arg)
+    return out
+
+
+def _allowed_values() -> dict[str, str]:
+    """Plain-words help of the arguments whose docstrings point at a list of names (shown by ``fit --help``)."""
+    from spikelearn.data import BATCH_MODES
+    from spikelearn.functional.activations import ACTIVATIONS
+    from spikelearn.functional.model import INIT_KINDS, LOSSES, READOUT_KINDS
+    from spikelearn.functional.schedule import TAILS
+    from spikelearn.functional.targets import TARGET_NAMES
+
+    def one_of(names: Any) -> str:
+        return "one of: " + ", ".join(names)
+
+    return {
+        "model.activation": f"σ, {one_of(ACTIVATIONS)} (shifted_tanh = tanh(z + 1/2), all Hermite coefficients non-zero).",
+        "model.init": f"W0: {one_of(INIT_KINDS)} (gaussian = iid N(0, 1/d); sphere = rows uniform on the unit sphere).",
+        "model.readout_init": f"a (fixed during the steps): {one_of(READOUT_KINDS)} (N(0, 1/N), ±1/√N, 1/√N).",
+        "model.step_tail": f"η_t after the listed steps: {one_of(TAILS)}.",
+        "model.loss": f"{one_of(LOSSES)} (correlation: the residual is y itself).",
+        "data.batches": f"{one_of(BATCH_MODES)} (fresh batch every step; step 1's batch at every step; a fresh "
+        "batch every data.resample_every steps).",
+        "data.target": f"link g of y = g(Bᵀx) + ε: {one_of(TARGET_NAMES)}, or a sum such as he2+he3 (orders 1-6).",
+    }
+
+
+def _plain_help(parser: LightningArgumentParser) -> None:
+    """Help text without Sphinx markup (``:func:`x``` → ``x``, double backquotes dropped) and with allowed values."""
+    import re
+
+    allowed = _allowed_values()
+    allowed["config"] = f"Path to a YAML config, or the name of a packaged one: {', '.join(CONFIG_NAMES)}."
+    for action in parser._actions:
+        dest = getattr(action, "dest", "")
+        if dest in allowed:
+            action.help = allowed[dest]
+        elif isinstance(action.help, str):
+            text = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1] if "~" in m.group(0) else m.group(1), action.help)
+            action.help = text.replace("``", "")
+    for group in parser._action_groups:
+        for name in ("title", "description"):
+            text = getattr(group, name, None)
+            if isinstance(text, str):
+                setattr(group, name, re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text).replace("``", ""))
+
+
 class SpikelearnCLI(LightningCLI):
     """LightningCLI with ``data.input_dim`` linked into ``model.input_dim`` and pre-flight checks before ``fit``.
 
@@ -145,7 +223,13 @@ class SpikelearnCLI(LightningCLI):
     crafted to run code on unpickling is refused with a message saying why.
     """
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # only `fit`: the module has no validation/test/predict step (the readout's test MSE is logged by fit)
+        return {"fit": LightningCLI.subcommands()["fit"]}
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        _plain_help(parser)
         parser.link_arguments("data.input_dim", "model.input_dim")
         parser.add_argument(
             "--min_free_mb",
@@ -166,6 +250,31 @@ class SpikelearnCLI(LightningCLI):
         if parse is not None:
             parse()
 
+    def before_instantiate_classes(self) -> None:
+        # --trainer.default_root_dir X moves the default logger's runs/ to X (a save_dir the user set stays)
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        root = config.get("trainer", {}).get("default_root_dir")
+        logger = config.get("trainer", {}).get("logger")
+        init_args = getattr(logger, "init_args", None)
+        if root is not None and init_args is not None and getattr(logger, "class_path", "").endswith("TensorBoardLogger"):
+            if init_args.get("save_dir") == DEFAULT_SAVE_DIR:
+                init_args["save_dir"] = str(root)
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+        # every fit ends with its result (RunSummary) and shows steps, not epochs (StepProgressBar)
+        from lightning.pytorch.callbacks import ProgressBar
+
+        from spikelearn.callbacks import RunSummary, StepProgressBar
+
+        given = config.get("callbacks") or []
+        given = given if isinstance(given, list) else [given]
+        extra = list(callbacks)
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in given):
+            extra.append(StepProgressBar())
+        if not any(isinstance(c, RunSummary) for c in given):
+            extra.append(RunSummary())  # after the bar: it prints once the bar has stopped
+        return super()._instantiate_trainer(config, extra)
+
     def before_fit(self) -> None:
         config = self.config[self.subcommand]
         for path in _output_dirs(self.trainer):
@@ -173,12 +282,23 @@ class SpikelearnCLI(LightningCLI):
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> SpikelearnCLI:
-    """Parse ``args`` (default ``sys.argv[1:]``) and, when ``run``, execute the subcommand; returns the CLI."""
+    """Parse ``args`` (default ``sys.argv[1:]``) and, when ``run``, execute the subcommand; returns the CLI.
+
+    A packaged config name after ``--config`` (e.g. ``two_step_reused``) is replaced by its path first.
+    """
+    if args is None:
+        resolved = resolve_config_names(sys.argv[1:])
+        if resolved != sys.argv[1:]:
+            sys.argv[1:] = resolved
+    elif isinstance(args, list):
+        args = resolve_config_names(args)
     return SpikelearnCLI(
         TwoLayerModule,
         GaussianDataModule,
         trainer_defaults=TRAINER_DEFAULTS,
         save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,  # the module's own SGD with lr = η_t √N: no --optimizer / --lr_scheduler
+        parser_kwargs={"description": DESCRIPTION, "fit": {"description": DESCRIPTION}},
         args=args,
         run=run,
     )
