@@ -117,3 +117,60 @@ def test_tracy_widom_margin_scale():
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# --- Tracy-Widom quantile table (issue 10, item 4: no first-call stall) ---------------------------------------
+
+
+def _tw1_quantile_solved(q: float) -> float:
+    # the pre-table path: Brent's method on the Fredholm determinant
+    from scipy import optimize
+
+    return optimize.brentq(lambda x: rmt._tw1_cdf_cached(x, 80) - q, -3.9, 6.0, xtol=1e-12)
+
+
+def test_tracy_widom_table_matches_solver_at_random_quantiles():
+    # Hermite interpolation in logit(q) with exact slopes: worst of 200 random q was 1.7e-7, so 1e-6
+    gen = torch.Generator().manual_seed(123)
+    t = torch.rand(8, generator=gen, dtype=torch.float64) * math.log(0.9999 / 0.0001)
+    for q in (1.0 / (1.0 + torch.exp(-t))).tolist():
+        assert abs(rmt._tw1_quantile_from_table(q) - _tw1_quantile_solved(q)) < 1e-6, q
+
+
+@pytest.mark.parametrize("q", [0.5, 0.9, 0.95, 0.975, 0.99, 0.995, 0.999, 0.9999])
+def test_tracy_widom_table_exact_at_common_quantiles(q):
+    # table nodes: stored to 12 decimals from a solve with xtol 1e-13
+    assert q in rmt._TW1_TABLE_Q
+    assert tracy_widom1_quantile(q) == pytest.approx(_tw1_quantile_solved(q), abs=1e-9)
+
+
+def test_tracy_widom_table_monotone():
+    table = rmt._TW1_QUANTILE_TABLE
+    qs = [row[0] for row in table]
+    assert qs == sorted(qs) and qs[0] == 0.5 and qs[-1] == 0.9999
+    for (q0, x0, m0), (q1, x1, m1), t0, t1 in zip(table, table[1:], rmt._TW1_TABLE_T, rmt._TW1_TABLE_T[1:]):
+        secant = (x1 - x0) / (t1 - t0)
+        # Fritsch-Carlson: a monotone cubic Hermite interval needs positive slopes with a^2 + b^2 <= 9
+        assert secant > 0 and m0 > 0 and m1 > 0 and (m0 / secant) ** 2 + (m1 / secant) ** 2 <= 9.0
+    dense = [rmt._tw1_quantile_from_table(0.5 + 0.4999 * i / 5000) for i in range(5001)]
+    assert all(b > a for a, b in zip(dense, dense[1:]))
+
+
+def test_tracy_widom_first_call_has_no_fredholm_evaluation():
+    tracy_widom1_quantile.cache_clear()
+    before = rmt._tw1_cdf_cached.cache_info()
+    values = [tracy_widom1_quantile(q) for q in (0.995, 0.95, 0.99, 0.999, 0.7)]
+    margin = tracy_widom_margin(1000, 1000)  # the outlier detector's default call
+    assert rmt._tw1_cdf_cached.cache_info() == before
+    assert values[0] == pytest.approx(2.4223, abs=1e-4)
+    assert margin == pytest.approx(tracy_widom_scale(1000, 1000) * values[0])
+
+
+def test_tracy_widom_quantile_below_table_uses_solver():
+    tracy_widom1_quantile.cache_clear()
+    before = rmt._tw1_cdf_cached.cache_info()
+    x = tracy_widom1_quantile(0.3)
+    assert rmt._tw1_cdf_cached.cache_info().misses > before.misses
+    assert tracy_widom1_cdf(x) == pytest.approx(0.3, abs=1e-9)
+    # continuous across the table's lower end
+    assert tracy_widom1_quantile(0.4999999) == pytest.approx(tracy_widom1_quantile(0.5), abs=1e-5)
