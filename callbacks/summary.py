@@ -106,7 +106,7 @@ def summary_table(
 
     groups = dict(records) if isinstance(records, Mapping) else {"": list(records)}
     params = {r.get("param") for rows in groups.values() for r in rows}
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", show_edge=False, pad_edge=False)
     if isinstance(records, Mapping):
         table.add_column(group, no_wrap=True)
     if len(params) > 1:
@@ -141,13 +141,18 @@ def print_table(table: Any, file: TextIO | None = None, width: int | None = None
     A terminal keeps its own width; a file or pipe gets ``width`` (default 200) so that captured output has the
     table's rows on single lines.
     """
+    import io
+
     from rich.console import Console
 
-    console = Console(file=file if file is not None else sys.stdout, highlight=False, soft_wrap=False)
-    if width is not None or not console.is_terminal:
-        console = Console(file=file if file is not None else sys.stdout, highlight=False, soft_wrap=False,
-                          width=width or 200, no_color=not console.is_terminal)
-    console.print(table)
+    target = file if file is not None else sys.stdout
+    console = Console(file=target, highlight=False, soft_wrap=False)
+    if width is None and console.is_terminal:
+        console.print(table)
+        return
+    buffer = io.StringIO()
+    Console(file=buffer, highlight=False, soft_wrap=False, width=width or 200, no_color=True).print(table)
+    target.write("\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n")
 
 
 def custom_scalars_layout(params: Sequence[str], readout: bool = True) -> dict[str, dict[str, list[Any]]]:

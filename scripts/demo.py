@@ -33,7 +33,8 @@ os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 import lightning as L  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
-from spikelearn.callbacks import RECORD_FILENAME, SpectrumMonitor  # noqa: E402
+from spikelearn.callbacks import RECORD_FILENAME, SpectrumMonitor, summary_table  # noqa: E402
+from spikelearn.callbacks.summary import print_table  # noqa: E402
 from spikelearn.data import BATCH_MODES, GaussianDataModule  # noqa: E402
 from spikelearn.functional.theory import predicted_outlier_count  # noqa: E402
 from spikelearn.module import TwoLayerModule  # noqa: E402
@@ -133,10 +134,6 @@ def _run(args: argparse.Namespace, batches: str, out_dir: Path, progress: Any, t
     return monitor, timer, Path(logger.log_dir)
 
 
-def _fmt(value: Any, spec: str = ".3g") -> str:
-    return "–" if value is None else format(value, spec) if isinstance(value, float) else str(value)
-
-
 def _rows(batches: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for r in records:
@@ -156,24 +153,9 @@ def _rows(batches: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _print_table(rows: list[dict[str, Any]], out: Any) -> None:
-    header = ("batches", "step", "η_t", "outliers tot/defl", "predicted asym/finite-N", "top singular values", "⟨v,β_j⟩² captured (baseline)")
-    lines = []
-    for row in rows:
-        captured = [v for k, v in row.items() if k.startswith("captured_energy_beta_")]
-        tops = [row[k] for k in ("s_1", "s_2", "s_3", "s_4") if k in row]
-        lines.append((
-            row["batches"], str(row["step"]), _fmt(row["eta"]),
-            f"{row['outliers']} / {_fmt(row['outliers_deflated'])}",
-            f"{_fmt(row['predicted_outliers'])} / {_fmt(row['predicted_outliers_finite_n'])}",
-            " ".join(f"{v:.2f}" for v in tops),
-            " ".join(f"{v:.3f}" for v in captured) + f" ({_fmt(row['captured_energy_baseline'], '.1e')})",
-        ))
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)), file=out)
-    print("  ".join("-" * w for w in widths), file=out)
-    for line in lines:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)), file=out)
+def _print_table(runs: dict[str, list[dict[str, Any]]], out: Any) -> None:
+    """The table ``spikelearn fit`` prints at its end (:func:`spikelearn.callbacks.summary_table`), one block per mode."""
+    print_table(summary_table(runs, group="batches"), file=out)
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -194,17 +176,19 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     timings: list[tuple[float, float, float]] = []  # (GD step, monitor hook, engine only) per analysed step
     places: list[tuple[str, Path]] = []
+    runs: dict[str, list[dict[str, Any]]] = {}
     with _quiet(), _progress(not args.no_progress) as progress:
         for batches in args.batches:
             task = None if progress is None else progress.add_task(f"{batches} batches", total=args.steps)
             monitor, timer, log_dir = _run(args, batches, out_dir, progress, task)
             rows += _rows(batches, monitor.history)
+            runs[batches] = list(monitor.history)
             engine = [r["analysis_seconds"] for r in monitor.history if r["step"] > 0]
             timings += list(zip(timer.step_seconds, timer.monitor_seconds, engine))
             places.append((batches, log_dir))
     wall = time.perf_counter() - start
     print()
-    _print_table(rows, sys.stdout)
+    _print_table(runs, sys.stdout)
     table = out_dir / TABLE_NAME
     with open(table, "w", newline="") as handle:
         fields = list(dict.fromkeys(k for row in rows for k in row))
