@@ -39,6 +39,7 @@ __all__ = [
     "final_metrics",
     "find_monitor",
     "print_table",
+    "summary_cells",
     "summary_table",
 ]
 
@@ -104,16 +105,36 @@ def summary_table(
     from rich import box
     from rich.table import Table
 
+    headers, rows = summary_cells(records, group=group, top_k=top_k)
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", show_edge=False, pad_edge=False)
+    for header in headers:
+        table.add_column(header, no_wrap=True)
+    for cells in rows:
+        table.add_row(*cells)
+    return table
+
+
+def summary_cells(
+    records: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    group: str = "run",
+    top_k: int = 4,
+) -> tuple[list[str], list[list[str]]]:
+    """Headers and text cells of :func:`summary_table` (also the table of ``spikelearn report``'s page).
+
+    Example:
+        >>> headers, rows = summary_cells([{"step": 1, "eta": 14.4, "outliers": 1, "outliers_deflated": 0}])
+        >>> dict(zip(headers, rows[0]))["outliers tot/defl"]
+        '1 / 0'
+    """
     groups = dict(records) if isinstance(records, Mapping) else {"": list(records)}
     params = {r.get("param") for rows in groups.values() for r in rows}
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", show_edge=False, pad_edge=False)
-    if isinstance(records, Mapping):
-        table.add_column(group, no_wrap=True)
+    headers = [group] if isinstance(records, Mapping) else []
     if len(params) > 1:
-        table.add_column("param", no_wrap=True)
-    for header in ("step", "η_t", "outliers tot/defl", "predicted asym/finite-N", "top singular values",
-                   "⟨v,β_j⟩² captured (baseline)"):
-        table.add_column(header, no_wrap=True)
+        headers.append("param")
+    headers += ["step", "η_t", "outliers tot/defl", "predicted asym/finite-N", "top singular values",
+                "⟨v,β_j⟩² captured (baseline)"]
+    out: list[list[str]] = []
     for label, rows in groups.items():
         for r in rows:
             captured = " ".join(f"{v:.3f}" for v in (r.get("captured_energy") or []) if _number(v) is not None)
@@ -131,8 +152,8 @@ def summary_table(
                 " ".join(f"{v:.2f}" for v in (r.get("singular_values") or [])[:top_k]) or _DASH,
                 captured or _DASH,
             ]
-            table.add_row(*cells)
-    return table
+            out.append(cells)
+    return headers, out
 
 
 def print_table(table: Any, file: TextIO | None = None, width: int | None = None) -> None:
