@@ -15,12 +15,13 @@ import math
 import os
 import re
 import struct
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from torch import Tensor
+
+from spikelearn._atomic import TMP_PREFIX, atomic_write
 
 __all__ = [
     "SNAPSHOT_FORMAT",
@@ -41,7 +42,7 @@ SNAPSHOT_FORMAT = "spikelearn.snapshot/1"
 """``format`` entry of the safetensors metadata of a snapshot."""
 
 _SNAPSHOT_RE = re.compile(r"^step_(\d+)\.safetensors$")
-_TMP_PREFIX = ".tmp-"
+_TMP_PREFIX = TMP_PREFIX
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
 
@@ -71,7 +72,7 @@ def append_record(path: str | os.PathLike[str], record: Mapping[str, Any]) -> No
     Non-finite floats are written as ``null``.
     """
     data = _encode(record)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask decides, as for any new file
     try:
         view = memoryview(data)
         while view:  # a regular-file write is complete in practice; loop only for the pathological case
@@ -90,7 +91,7 @@ def read_records(path: str | os.PathLike[str], *, drop_truncated: bool = False) 
 
     Raises:
         ValueError: naming the file and line, for a truncated last line (unless ``drop_truncated``) or a line
-            that is not a JSON object.
+            that is not UTF-8, not JSON (nested too deeply, an integer too long to convert) or not a JSON object.
         FileNotFoundError: if the file does not exist.
 
     Example:
@@ -101,9 +102,8 @@ def read_records(path: str | os.PathLike[str], *, drop_truncated: bool = False) 
         [{'step': 0, 'outliers': 1}]
     """
     path = Path(path)
-    text = path.read_bytes().decode()
-    lines = text.split("\n")
-    tail = lines.pop()  # "" when the file ends with a newline
+    lines = path.read_bytes().split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
     records: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -118,11 +118,19 @@ def read_records(path: str | os.PathLike[str], *, drop_truncated: bool = False) 
     return records
 
 
-def _decode(path: Path, number: int, line: str) -> dict[str, Any]:
+def _decode(path: Path, number: int, line: bytes) -> dict[str, Any]:
     try:
-        record = json.loads(line)
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: line {number} is not UTF-8 text (byte {err.start}: {err.reason}).") from None
+    try:
+        record = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: line {number} is not valid JSON ({err.msg}).") from err
+    except RecursionError:
+        raise ValueError(f"{path}: line {number} is nested too deeply to be a record.") from None
+    except ValueError as err:  # e.g. an integer past Python's int-string conversion limit
+        raise ValueError(f"{path}: line {number} is not a readable record ({err}).") from None
     if not isinstance(record, dict):
         raise ValueError(f"{path}: line {number} is not a JSON object.")
     return record
@@ -134,17 +142,7 @@ def rewrite_records(path: str | os.PathLike[str], records: Iterable[Mapping[str,
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 # ---------------------------------------------------------------------------------------------- snapshots
@@ -260,27 +258,97 @@ def _check_safetensors(path: Path) -> None:
         )
 
 
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+
+
+def _check_header(path: Path) -> None:
+    """Check the JSON header against the file: UTF-8, an object, every tensor's shape, dtype and offsets consistent."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        (header_len,) = struct.unpack("<Q", handle.read(8))
+        raw = handle.read(header_len)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: the safetensors header is not UTF-8 (byte {8 + err.start}).") from None
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f"{path}: the safetensors header is not valid JSON ({err}).") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: the safetensors header is not a JSON object.")
+    data_size = size - 8 - header_len
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise ValueError(f"{path}: tensor {name!r} has no dtype / shape / data_offsets entry.")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in _DTYPE_BYTES:
+            raise ValueError(f"{path}: tensor {name!r} has unknown dtype {dtype!r}.")
+        if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                                  for n in shape):
+            raise ValueError(f"{path}: tensor {name!r} has shape {shape!r}, not a list of sizes >= 0.")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1] <= data_size):
+            raise ValueError(f"{path}: tensor {name!r} has data_offsets {offsets!r} outside the file's "
+                             f"{data_size} data bytes (truncated or corrupt file).")
+        needed = math.prod(shape) * _DTYPE_BYTES[dtype]
+        if needed != offsets[1] - offsets[0]:
+            raise ValueError(f"{path}: tensor {name!r} of shape {shape} and dtype {dtype} needs {needed} bytes but "
+                             f"its data_offsets {offsets} span {offsets[1] - offsets[0]}.")
+
+
+def _metadata_step(path: Path, metadata: Mapping[str, str]) -> tuple[int, float | None]:
+    step_text = metadata.get("step")
+    if not isinstance(step_text, str) or not re.fullmatch(r"[0-9]+", step_text):
+        raise ValueError(f"{path}: metadata `step` must be an integer >= 0, got {step_text!r}.")
+    step = int(step_text)
+    named = snapshot_step(path.name)
+    if named is not None and named != step:
+        raise ValueError(f"{path}: the file name says step {named} but its metadata says step {step}.")
+    eta_text = metadata.get("eta", "null")
+    try:
+        eta = json.loads(eta_text) if isinstance(eta_text, str) else eta_text
+    except (ValueError, RecursionError):
+        try:  # repr(float) of a non-finite eta ("inf") is not JSON
+            eta = float(eta_text)
+        except (TypeError, ValueError):
+            eta = eta_text
+    if eta is not None and (isinstance(eta, bool) or not isinstance(eta, (int, float))):
+        raise ValueError(f"{path}: metadata `eta` must be a number or null, got {eta_text!r}.")
+    return step, None if eta is None else float(eta)
+
+
 def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
     """Load one snapshot file written by :func:`save_snapshot` (or :class:`~spikelearn.callbacks.WeightSnapshot`).
 
     Raises:
-        ValueError: if the file is not safetensors (e.g. a pickle) or not a spikelearn snapshot.
+        ValueError: naming the file and what is wrong: not safetensors (e.g. a pickle), a truncated file, a
+            header that is not UTF-8 JSON or whose shapes and offsets disagree with the file, a missing or
+            non-integer metadata ``step`` (or one other than the file name's), a non-numeric ``eta``, or not a
+            spikelearn snapshot.
     """
     from safetensors import safe_open
 
     path = Path(path)
     _check_safetensors(path)
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-        if metadata.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(
-                f"{path} is a safetensors file but not a spikelearn snapshot (metadata format "
-                f"{metadata.get('format')!r}, expected {SNAPSHOT_FORMAT!r})."
-            )
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    _check_header(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            if metadata.get("format") != SNAPSHOT_FORMAT:
+                raise ValueError(
+                    f"{path} is a safetensors file but not a spikelearn snapshot (metadata format "
+                    f"{metadata.get('format')!r}, expected {SNAPSHOT_FORMAT!r})."
+                )
+            step, eta = _metadata_step(path, metadata)
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except ValueError:
+        raise
+    except Exception as err:  # safetensors' SafetensorError and friends carry no path
+        raise ValueError(f"{path} is not a readable safetensors snapshot ({type(err).__name__}: {err}).") from err
     weights = {key.removeprefix("weight/"): value for key, value in tensors.items() if key.startswith("weight/")}
-    eta = json.loads(metadata["eta"])
-    return Snapshot(int(metadata["step"]), eta, weights, tensors.get("a"), tensors.get("B"), str(path))
+    return Snapshot(step, eta, weights, tensors.get("a"), tensors.get("B"), str(path))
 
 
 def load_snapshots(dirpath: str | os.PathLike[str]) -> list[Snapshot]:
