@@ -312,7 +312,16 @@ class _NoAdvertisements(logging.Filter):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console entry point ``spikelearn``: the CLI without Lightning's package tips and internal deprecations."""
+    """Console entry point ``spikelearn``: the CLI without Lightning's package tips and internal deprecations.
+
+    ``spikelearn report RUN_DIR`` is answered here, before LightningCLI parses (:func:`spikelearn.report.main`).
+    """
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["report"]:
+        from spikelearn.report import main as report_main
+
+        report_main(argv[1:])
+        return
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdvertisements())
     # raised inside Lightning 2.6 by torch >= 2.10's pytree changes; nothing a user can act on
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")

@@ -1,0 +1,435 @@
+r"""``spikelearn report RUN_DIR``: one self-contained HTML page per run.
+
+The page reads what a run left in its directory and draws it with matplotlib (Agg), every image embedded as a
+base64 PNG, no external URL, so it can be mailed or archived as one file:
+
+* the result table of the run (the one ``spikelearn fit`` prints at its end) and the run's ``config.yaml`` (in the
+  run directory or its parent);
+* the **film** of the spectrum over the analysed steps, with a slider: the monitor's figures
+  ``figures/spectrum_<param>_step<t>.png``, or, when fewer than two were saved, frames drawn from the records (top
+  singular values against the fitted edge, the cut and ``1 + √c``);
+* the outlier count over steps against both predictions (finite-N and asymptotic), marginal outliers marked;
+* the bulk edges over steps (fitted, Marchenko–Pastur at the fitted noise scale, theoretical) with the cut;
+* the captured energy of each target direction against its random baseline ``n_out/d``, and the order-k strengths
+  ``‖ρ_k‖·‖a^{∘(k+1)}‖`` of each update;
+* the readout's train / test MSE when the run fitted one (read from the TensorBoard event file).
+
+Records come from ``spectra.jsonl`` (:func:`spikelearn.callbacks.read_records`); every field is optional, so
+records of older runs give a page with fewer curves, not an error. Definitions of every field: ``docs/theory.md``.
+
+    spikelearn report runs/spikelearn/version_0              # writes runs/spikelearn/version_0/report.html
+    spikelearn report runs/demo/reused --out /tmp/reused.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+__all__ = ["REPORT_FILENAME", "Frame", "build_report", "film_frames", "main", "readout_errors_from_events"]
+
+REPORT_FILENAME = "report.html"
+"""Default name of the page, written into the run directory."""
+
+_FIGURE_RE = re.compile(r"^spectrum_(?P<param>.+)_step(?P<step>\d+)\.png$")
+_COLORS = {"measured": "black", "clear": "black", "marginal": "tab:red", "finite_n": "tab:blue", "asymptotic": "tab:orange"}
+
+
+class Frame(NamedTuple):
+    """One picture of the film: the step it shows, the weight, and the PNG bytes."""
+
+    step: int
+    param: str
+    png: bytes
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def _number(value: Any) -> float:
+    """A finite float, else ``nan`` (records write non-finite numbers as ``null``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value) if math.isfinite(value) else math.nan
+
+
+def _find_config(run_dir: Path) -> Path | None:
+    for folder in (run_dir, run_dir.parent):
+        for name in ("config.yaml", "config.yml"):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def readout_errors_from_events(run_dir: str | os.PathLike[str]) -> dict[str, float]:
+    """The last ``readout/train_mse`` and ``readout/test_mse`` scalars of the run's TensorBoard event files.
+
+    Returns an empty dict when there is no event file or no readout (or TensorBoard is not installed).
+    """
+    run_dir = Path(run_dir)
+    if not any(run_dir.glob("events.out.tfevents.*")):
+        return {}
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:  # pragma: no cover - tensorboard is a dependency
+        return {}
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 1, "histograms": 1, "images": 1})
+    accumulator.Reload()
+    out: dict[str, float] = {}
+    tags = accumulator.Tags().get("scalars", [])
+    for tag in ("readout/train_mse", "readout/test_mse"):
+        if tag in tags:
+            out[tag] = float(accumulator.Scalars(tag)[-1].value)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- drawing
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _figure(width: float = 7.5, height: float = 3.6) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps
+    return fig, ax
+
+
+def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    steps, values = [], []
+    for r in records:
+        value = _number(r.get(key))
+        if not math.isnan(value):
+            steps.append(int(r.get("step", len(steps))))
+            values.append(value)
+    return steps, values
+
+
+def _frame_from_record(record: Mapping[str, Any]) -> bytes:
+    """A film frame drawn from one record: the top singular values, coloured clear / marginal, against the edges."""
+    fig, ax = _figure(7.5, 3.8)
+    values = [v for v in (record.get("singular_values") or []) if not math.isnan(_number(v))]
+    count = record.get("outliers") if isinstance(record.get("outliers"), int) else 0
+    status = list(record.get("outlier_status") or [])
+    colors = []
+    for i in range(len(values)):
+        kind = (status[i] if i < len(status) else "clear") if i < count else "bulk"
+        colors.append({"clear": _COLORS["clear"], "marginal": _COLORS["marginal"]}.get(kind, "tab:gray"))
+    index = list(range(1, len(values) + 1))
+    ax.bar(index, values, color=colors, width=0.7)
+    for key, label, style in (
+        ("bulk_edge", "fitted edge", dict(color="tab:green", ls="-")),
+        ("cut", "cut (edge + margin)", dict(color="tab:red", ls="--")),
+        ("bulk_edge_mp", "MP edge ŝ(1+√c)", dict(color="tab:purple", ls=":")),
+        ("bulk_edge_theory", "theoretical 1+√c", dict(color="tab:gray", ls="-.")),
+    ):
+        value = _number(record.get(key))
+        if not math.isnan(value):
+            ax.axhline(value, label=f"{label} {value:.3g}", lw=1.2, **style)
+    ax.set_yscale("log")
+    ax.set_xlabel("index i of the top singular values")
+    ax.set_ylabel("s_i")
+    eta = _number(record.get("eta"))
+    title = f"{record.get('param', 'W')} at step {record.get('step', '?')}"
+    title += "" if math.isnan(eta) else f"  (η_t = {eta:.3g})"
+    title += f": {count} outlier(s) above the cut"
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
+    return _png(fig)
+
+
+def film_frames(run_dir: str | os.PathLike[str], records: Sequence[Mapping[str, Any]], param: str) -> list[Frame]:
+    """The film of ``param``: the monitor's saved figures by step, or frames drawn from the records if < 2 figures."""
+    folder = Path(run_dir) / "figures"
+    saved: list[Frame] = []
+    if folder.is_dir():
+        for path in folder.iterdir():
+            match = _FIGURE_RE.match(path.name)
+            if match and match["param"] == param:
+                saved.append(Frame(int(match["step"]), param, path.read_bytes()))
+    if len(saved) >= 2:
+        return sorted(saved, key=lambda f: f.step)
+    return [Frame(int(r.get("step", i)), param, _frame_from_record(r)) for i, r in enumerate(records)]
+
+
+def _counts_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes:
+    fig, ax = _figure()
+    steps, measured = _series(records, "outliers")
+    ax.plot(steps, measured, "o-", color=_COLORS["measured"], label="measured (above the cut)", zorder=3)
+    marginal = [(int(r.get("step", 0)), _number(r.get("outliers")), r.get("outliers_marginal")) for r in records]
+    marked = [(s, m, k) for s, m, k in marginal if isinstance(k, int) and k > 0 and not math.isnan(m)]
+    if marked:
+        ax.scatter([s for s, _, _ in marked], [m for _, m, _ in marked], s=160, facecolors="none",
+                   edgecolors=_COLORS["marginal"], linewidths=1.8, zorder=4, label="marginal outliers included")
+        for s, m, k in marked:
+            ax.annotate(f"{k} marginal", (s, m), textcoords="offset points", xytext=(6, 8), fontsize=8,
+                        color=_COLORS["marginal"])
+        clear = [(s, m - k) for s, m, k in marginal if isinstance(k, int) and not math.isnan(m)]
+        ax.plot([s for s, _ in clear], [c for _, c in clear], ".:", color="tab:gray", label="clear only")
+    for key, label, color, style in (
+        ("predicted_outliers_finite_n", "predicted, finite N (BGN)", _COLORS["finite_n"], "s--"),
+        ("predicted_outliers", "predicted, asymptotic 1 + ⌊α₂/(½−α₁)⌋", _COLORS["asymptotic"], "^:"),
+        ("outliers_deflated", "measured after deflating â", "tab:green", "x-."),
+    ):
+        s, v = _series(records, key)
+        if s:
+            ax.plot(s, v, style, color=color, label=label, alpha=0.9)
+    ax.set_xlabel("step t")
+    ax.set_ylabel("outlier count")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.set_title(f"{param}: measured outliers against both predictions", fontsize=10)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _edges_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes:
+    fig, ax = _figure()
+    mp_key = "bulk_edge_mp" if any("bulk_edge_mp" in r for r in records) else "bulk_edge_empirical"
+    for key, label, style in (
+        ("bulk_edge", "fitted edge (the cut's)", dict(color="tab:green", ls="-", marker="o")),
+        (mp_key, "MP edge at the fitted noise scale", dict(color="tab:purple", ls=":", marker=".")),
+        ("bulk_edge_theory", "theoretical 1 + √c", dict(color="tab:gray", ls="-.")),
+        ("cut", "cut = edge + margin", dict(color="tab:red", ls="--", marker="v")),
+        ("top_bulk_value", "top bulk value", dict(color="tab:brown", ls="", marker="_", markersize=12)),
+    ):
+        s, v = _series(records, key)
+        if s:
+            ax.plot(s, v, label=label, **style)
+    ax.set_xlabel("step t")
+    ax.set_ylabel("singular value")
+    ax.set_title(f"{param}: bulk edges and the outlier cut", fontsize=10)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _alignment_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes | None:
+    directions = max((len(r.get("captured_energy") or []) for r in records), default=0)
+    if directions == 0:
+        return None
+    fig, ax = _figure()
+    for j in range(directions):
+        points = [(int(r.get("step", 0)), _number((r.get("captured_energy") or [math.nan] * directions)[j]))
+                  for r in records if len(r.get("captured_energy") or []) > j]
+        points = [(s, v) for s, v in points if v > 0]
+        if points:
+            ax.plot(*zip(*points), "o-", label=f"captured energy of β_{j}")
+    s, v = _series(records, "captured_energy_baseline")
+    points = [(a, b) for a, b in zip(s, v) if b > 0]
+    if points:
+        ax.plot(*zip(*points), "--", color="tab:gray", label="random baseline n_out/d")
+    ax.set_yscale("log")
+    ax.set_xlabel("step t")
+    ax.set_ylabel("Σ_i ⟨v_i, β_j⟩²")
+    ax.set_title(f"{param}: energy of the target directions in the outlier subspace", fontsize=10)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _orders_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes | None:
+    orders = max((len(r.get("order_strengths") or []) for r in records), default=0)
+    if orders == 0:
+        return None
+    fig, ax = _figure()
+    for k in range(orders):
+        points = [(int(r.get("step", 0)), _number(r["order_strengths"][k])) for r in records
+                  if len(r.get("order_strengths") or []) > k]
+        points = [(s, v) for s, v in points if v > 0]
+        if points:
+            ax.plot(*zip(*points), "o-", label=f"k = {k}")
+    ax.set_yscale("log")
+    ax.set_xlabel("step t")
+    ax.set_ylabel("‖ρ_k‖·‖a^{∘(k+1)}‖")
+    ax.set_title(f"{param}: order-k strengths of the update W_t − W_(t−1)", fontsize=10)
+    ax.legend(fontsize=8, ncols=min(orders, 5))
+    return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------------- the page
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { padding: 0.2em 0.7em; text-align: left; border-bottom: 1px solid #eee; white-space: nowrap; }
+th { background: #f4f4f4; }
+pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; max-height: 30em; }
+img { max-width: 100%; }
+.film { border: 1px solid #ddd; padding: 0.5em; }
+.film input[type=range] { width: 60%; vertical-align: middle; }
+.note { color: #666; font-size: 0.9em; }
+"""
+
+_FILM_JS = """
+document.querySelectorAll('.film').forEach(function (film) {
+  var slider = film.querySelector('input[type=range]');
+  var label = film.querySelector('.film-label');
+  var frames = film.querySelectorAll('img.frame');
+  function show(i) {
+    frames.forEach(function (frame, j) { frame.style.display = (j === i) ? 'block' : 'none'; });
+    label.textContent = 'step ' + frames[i].dataset.step + '  (frame ' + (i + 1) + ' of ' + frames.length + ')';
+  }
+  slider.addEventListener('input', function () { show(parseInt(slider.value, 10)); });
+  show(parseInt(slider.value, 10));
+});
+"""
+
+
+def _img(png: bytes, alt: str, extra: str = "") -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}"{extra}>'
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], id_: str) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table id="{id_}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _film(frames: Sequence[Frame], param: str) -> str:
+    key = re.sub(r"[^A-Za-z0-9_-]", "_", param)
+    images = "".join(
+        _img(f.png, f"spectrum of {param} at step {f.step}", f' class="frame" data-step="{f.step}"') for f in frames
+    )
+    last = len(frames) - 1
+    return (
+        f'<div class="film" id="film-{key}"><label>step of the film: <input type="range" id="slider-{key}" '
+        f'min="0" max="{last}" step="1" value="{last}"></label> <span class="film-label"></span>{images}</div>'
+    )
+
+
+def build_report(
+    run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, records_file: str = "spectra.jsonl"
+) -> Path:
+    """Write the report page of ``run_dir`` (default ``run_dir/report.html``); returns its path.
+
+    Raises:
+        FileNotFoundError: if ``run_dir`` is not a directory or holds no ``spectra.jsonl``.
+        ValueError: if ``spectra.jsonl`` holds no record.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from spikelearn.callbacks import read_records
+    from spikelearn.callbacks.summary import summary_cells
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"`RUN_DIR` must be a run directory, got {str(run_dir)!r}, which is not a directory.")
+    record_path = run_dir / records_file
+    if not record_path.is_file():
+        found = sorted(str(p.parent) for p in run_dir.rglob(records_file))[:5]
+        hint = f" Run directories below it: {', '.join(found)}." if found else ""
+        raise FileNotFoundError(f"No {records_file} in {run_dir} (SpectrumMonitor writes it in the run directory).{hint}")
+    records = read_records(record_path, drop_truncated=True)
+    if not records:
+        raise ValueError(f"{record_path} holds no record: the run stopped before its first analysed step.")
+    params = list(dict.fromkeys(str(r.get("param", "W")) for r in records))
+    by_param = {p: [r for r in records if str(r.get("param", "W")) == p] for p in params}
+    first = records[0]
+
+    title = f"spikelearn report: {run_dir.name}"
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    last = {p: rows[-1] for p, rows in by_param.items()}
+    facts = []
+
+    def shown(value: Any) -> str:
+        return "–" if value is None else html.escape(str(value))
+
+    for p, r in last.items():
+        facts.append(
+            f"{html.escape(p)} (N = {shown(r.get('N'))}, d = {shown(r.get('d'))}): after step {shown(r.get('step'))}, "
+            f"<b>{shown(r.get('outliers'))}</b> outlier(s) measured, finite-N prediction "
+            f"{shown(r.get('predicted_outliers_finite_n'))}, asymptotic {shown(r.get('predicted_outliers'))}"
+            + (f", {r['outliers_marginal']} marginal" if isinstance(r.get("outliers_marginal"), int) and r["outliers_marginal"] else "")
+            + "."
+        )
+    parts.append(f'<p id="facts">{"<br>".join(facts)}</p>')
+    parts.append(f'<p class="note">Run directory: <code>{html.escape(str(run_dir.resolve()))}</code>. '
+                 "Definitions of every quantity: docs/theory.md in the spikelearn repository.</p>")
+
+    headers, rows = summary_cells(records, top_k=4)
+    parts.append("<h2>Result table</h2>" + _table(headers, rows, "summary"))
+
+    readout = readout_errors_from_events(run_dir)
+    if readout:
+        parts.append("<h2>Readout errors</h2>" + _table(
+            ["quantity", "value"], [[k, f"{v:.4g}"] for k, v in readout.items()], "readout"))
+
+    for p, rows_p in by_param.items():
+        suffix = f" ({html.escape(p)})" if len(params) > 1 else ""
+        frames = film_frames(run_dir, rows_p, p)
+        parts.append(f"<h2>Spectrum over steps{suffix}</h2>")
+        parts.append(f'<p class="note">{len(frames)} frame(s); drag the slider.</p>' + _film(frames, p))
+        parts.append(f"<h2>Outlier count against the predictions{suffix}</h2>"
+                     + _img(_counts_plot(rows_p, p), f"{p}: counts over steps"))
+        parts.append(f"<h2>Bulk edges and cut{suffix}</h2>" + _img(_edges_plot(rows_p, p), f"{p}: edges over steps"))
+        alignment = _alignment_plot(rows_p, p)
+        if alignment is not None:
+            parts.append(f"<h2>Alignment with the target directions{suffix}</h2>"
+                         + _img(alignment, f"{p}: captured energy over steps"))
+        orders = _orders_plot(rows_p, p)
+        if orders is not None:
+            parts.append(f"<h2>Order-k strengths{suffix}</h2>" + _img(orders, f"{p}: order-k strengths over steps"))
+        notes = list(dict.fromkeys(str(r["theory_note"]) for r in rows_p if r.get("theory_note")))
+        if notes:
+            parts.append('<p class="note">Theory notes: ' + "; ".join(html.escape(n) for n in notes) + "</p>")
+
+    config = _find_config(run_dir)
+    parts.append("<h2>Configuration</h2>")
+    if config is not None:
+        parts.append(f'<p class="note">{html.escape(str(config))}</p><pre id="config">'
+                     f"{html.escape(config.read_text())}</pre>")
+    else:
+        parts.append('<p class="note">No config.yaml in the run directory or its parent (a run made without the '
+                     "CLI); the records say N = " + html.escape(str(first.get("N", "?"))) + ", d = "
+                     + html.escape(str(first.get("d", "?"))) + ".</p>")
+
+    page = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(parts)
+        + f"\n<script>{_FILM_JS}</script>\n</body></html>\n"
+    )
+    target = Path(out) if out is not None else run_dir / REPORT_FILENAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page, encoding="utf-8")
+    return target
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    """``spikelearn report RUN_DIR [--out FILE]``: write the page and print where it is."""
+    parser = argparse.ArgumentParser(
+        prog="spikelearn report",
+        description="One self-contained HTML page of a spikelearn run: result table, spectrum film with a slider, "
+        "counts against both predictions, edges, alignments, order-k strengths, readout errors, config.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (the one holding spectra.jsonl)")
+    parser.add_argument("--out", default=None, help=f"output file (default RUN_DIR/{REPORT_FILENAME})")
+    args = parser.parse_args(argv)
+    try:
+        path = build_report(args.run_dir, args.out)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(str(err))
+    print(f"report: {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()
