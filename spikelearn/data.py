@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from spikelearn._memory import check_fits
 from spikelearn.functional.targets import Target, make_target, target_directions
 
 __all__ = ["BATCH_MODES", "Batch", "GaussianDataModule", "StepIndices"]
@@ -177,6 +178,17 @@ class GaussianDataModule(L.LightningDataModule):
                 f"`data.batch_size` ({self.batch_size}) must be divisible by the world size ({world_size}) so that "
                 "every rank holds an equal share of the full batch."
             )
+        # every rank draws the full batch (X (n, d), y (n,)) on its device at each step: refuse it now, before any
+        # output is written, rather than with an allocator error at step 1
+        precision = str(getattr(self.trainer, "precision", "32-true"))
+        itemsize = 8 if precision.startswith("64") else 4
+        device = getattr(getattr(self.trainer, "strategy", None), "root_device", torch.device("cpu"))
+        check_fits(
+            f"`data.batch_size` x `data.input_dim` = {self.batch_size} x {self.input_dim} (one step's batch, "
+            f"{itemsize}-byte floats)",
+            self.batch_size * (self.input_dim + self.target.rank + 2) * itemsize,
+            device,
+        )
 
     def train_dataloader(self) -> StepIndices:
         start = self.trainer.global_step + 1 if self.trainer is not None else 1

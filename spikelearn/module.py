@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 import os
 import pickle
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,27 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from spikelearn._memory import check_fits
 from spikelearn.functional import activations as F_act
 from spikelearn.functional import model as F
 from spikelearn.functional.schedule import StepSchedule
 
-__all__ = ["DivergenceError", "TwoLayerModule", "load_checkpoint", "load_weights"]
+__all__ = [
+    "RESUMABLE_FIELDS",
+    "DivergenceError",
+    "TwoLayerModule",
+    "check_resume_config",
+    "load_checkpoint",
+    "load_weights",
+]
+
+RESUMABLE_FIELDS = frozenset(
+    {"model.readout", "model.readout_ridge", "model.max_norm_growth", "data.test_size", "data.readout_size"}
+)
+"""Model / data fields a resume may change: they do not enter ``W_0 … W_T`` (readout and divergence guard only).
+Every other model and data field, and ``trainer.precision``, must equal the checkpoint's."""
+
+_W0_BYTES_PER_ENTRY = 8 + 8 + 4  # init_first_layer draws float64, scales it (a second float64), then casts
 
 
 class DivergenceError(RuntimeError):
@@ -89,12 +107,17 @@ class TwoLayerModule(L.LightningModule):
             raise ValueError(f"`model.max_norm_growth` must be a number > 1, got {max_norm_growth!r}.")
         self.readout, self.readout_ridge, self.max_norm_growth = bool(readout), float(readout_ridge), float(max_norm_growth)
         self.a_kind = readout_init
+        check_fits(
+            f"`model.width` x `model.input_dim` = {self.width} x {self.input_dim} (drawing W0)",
+            self.width * self.input_dim * _W0_BYTES_PER_ENTRY,
+        )
         generator = torch.Generator().manual_seed(seed)
         self.W = torch.nn.Parameter(F.init_first_layer(self.width, self.input_dim, generator, init))  # (N, d)
         self.register_buffer("a", F.init_second_layer(self.width, generator, readout_init))  # (N,)
         self.register_buffer("W0_norm", self.W.detach().norm())
         self.save_hyperparameters(ignore=[] if isinstance(activation, str) else ["activation"])
         self.readout_metrics: dict[str, float] = {}
+        self._requeue = _DeferredSignal()
 
     # ------------------------------------------------------------------ math glue
     def forward(self, X: Tensor) -> Tensor:
@@ -141,13 +164,43 @@ class TwoLayerModule(L.LightningModule):
                     f"the largest {self.W.dtype} ({largest:.3g}): lower it, or train in float64 (trainer.precision=64-true)."
                 )
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trainer = self._trainer
+        if trainer is not None:
+            checkpoint["spikelearn"] = {"precision": str(trainer.precision)}
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # called by Lightning before it loads the weights: a resume with another config is refused here, naming the
+        # fields, instead of a torch "size mismatch" or a silent change of the run
+        trainer = self._trainer
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        check_resume_config(
+            checkpoint,
+            model=dict(self.hparams),
+            data=dict(datamodule.hparams) if datamodule is not None and hasattr(datamodule, "hparams") else None,
+            precision=None if trainer is None else trainer.precision,
+        )
         # Lightning restores the state dict *before* the precision plugin converts the module, so under
         # precision="64-true" a float64 W_t was rounded into the still-float32 parameter and resumed runs drifted
         # (~3e-8). Converting first (idempotent; the plugin converts again later) keeps resume bit-exact.
-        trainer = self._trainer
         if trainer is not None:
             trainer.precision_plugin.convert_module(self)
+
+    # ------------------------------------------------------------------ SLURM requeue at a step boundary
+    def on_train_start(self) -> None:
+        # Lightning's SLURM handler saves the HPC checkpoint from inside the signal handler, i.e. at any bytecode of
+        # a step: after WeightSnapshot wrote step t but before SpectrumMonitor wrote its record line, which the
+        # resumed run then never writes. Deferring the handler to the end of the step (after every callback) makes
+        # the checkpoint agree with the files on disk.
+        self._requeue.install(self.trainer)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._requeue.flush(self.trainer)
+
+    def on_train_end(self) -> None:
+        self._requeue.flush(self.trainer)
+        self._requeue.uninstall()
+        self._fit_readout_at_end()
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         X, y, step = batch
@@ -193,7 +246,7 @@ class TwoLayerModule(L.LightningModule):
             train_mse, test_mse = F.readout_errors(self.W, X_fit, y_fit, X_test, y_test, self.activation, self.readout_ridge)
         return {"readout/train_mse": train_mse, "readout/test_mse": test_mse}
 
-    def on_train_end(self) -> None:
+    def _fit_readout_at_end(self) -> None:
         if not self.readout or self.trainer.datamodule is None:
             return
         self.readout_metrics = self.fit_readout(self.trainer.datamodule)
@@ -203,7 +256,7 @@ class TwoLayerModule(L.LightningModule):
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
     """Read a Lightning checkpoint with weights-only unpickling (tensors, numbers, strings, lists, dicts).
 
     A checkpoint is a pickle, and a pickle can run arbitrary code while it is read; this loader never lets it
@@ -220,12 +273,11 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        lines = [line.strip() for line in str(err).splitlines()]
-        detail = next((line.split("error:", 1)[1].strip() for line in lines if line.startswith("WeightsUnpickler")), "")
-        if "Unsupported global" not in detail and "Unsupported operand" not in detail:
-            raise ValueError(f"{path} is not a readable PyTorch checkpoint ({detail or lines[0]}).") from err
+        reason = _weights_only_reason(str(err))
+        if reason is None:
+            raise ValueError(f"{path} is not a readable PyTorch checkpoint ({_load_failure_detail(str(err))}).") from err
         raise ValueError(
-            f"Refused to load {path}: it is not a weights-only checkpoint ({detail.split('. ')[0]}). spikelearn reads "
+            f"Refused to load {path}: it is not a weights-only checkpoint ({reason}). spikelearn reads "
             "checkpoints with weights_only=True because unpickling arbitrary objects can execute code; load it "
             "with weights_only=False only if you trust its source."
         ) from err
@@ -248,3 +300,162 @@ def load_weights(path: str | os.PathLike[str], map_location: str | torch.device 
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path} has no `state_dict` of tensors; keys present: {sorted(map(str, checkpoint))}.")
     return state
+
+
+def _weights_only_reason(message: str) -> str | None:
+    """Torch's own reason a weights-only load refused a pickle (``None`` when it is not such a refusal).
+
+    Torch words it differently by version and payload: "WeightsUnpickler error: Unsupported global: GLOBAL exec
+    was not an allowed global by default. …" or "Trying to load unsupported GLOBAL posix.system whose module posix
+    is blocked."; the first sentence of that line is kept.
+
+    Example:
+        >>> _weights_only_reason("Weights only load failed. …\\n\\nTrying to load unsupported GLOBAL posix.system whose "
+        ...                      "module posix is blocked.\\n\\nCheck the documentation of torch.load …")
+        'Trying to load unsupported GLOBAL posix.system whose module posix is blocked'
+    """
+    for line in (line.strip() for line in message.splitlines()):
+        if line.startswith("WeightsUnpickler") and "error:" in line:
+            line = line.split("error:", 1)[1].strip()
+        if "GLOBAL" in line and not line.lower().startswith("weights only load failed"):
+            return line.split(". ")[0].rstrip(".")
+    return None
+
+
+def _load_failure_detail(message: str) -> str:
+    """The informative line of a failed ``torch.load`` (torch's boilerplate skipped)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("WeightsUnpickler") and line.split("error:", 1)[-1].strip():
+            return line.split("error:", 1)[1].strip()
+    for line in lines:
+        if line.lower().startswith(("unsupported", "trying to load")):
+            return line
+    return lines[0] if lines else "no detail"
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_comparable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _comparable(v) for k, v in value.items()}
+    return value
+
+
+def _unified_precision(value: Any) -> str | None:
+    if value is None:
+        return "32-true"  # the Trainer's default
+    from lightning.fabric.connector import _convert_precision_to_unified_args
+
+    try:
+        return str(_convert_precision_to_unified_args(value))
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def check_resume_config(
+    checkpoint: Mapping[str, Any],
+    *,
+    model: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
+    precision: Any = None,
+    source: str = "the checkpoint",
+) -> None:
+    """Refuse to resume ``checkpoint`` with model / data fields or a precision other than the ones it was made with.
+
+    A resumed run must continue the same trajectory ``W_0, W_1, …``: Lightning would otherwise load the weights
+    into a model of another width (a torch "size mismatch"), silently keep the checkpoint's model fields over the
+    command line (LightningCLI), or round a float64 run into float32. Fields in :data:`RESUMABLE_FIELDS` and every
+    trainer field but the precision (``max_steps``, callbacks, loggers, …) may change.
+
+    Args:
+        checkpoint: a Lightning checkpoint dict (``hyper_parameters``, ``datamodule_hyper_parameters``).
+        model: the model fields of the resuming run (``None``: not compared).
+        data: the data fields of the resuming run (``None``: not compared).
+        precision: the resuming run's ``trainer.precision`` (``None`` is the Trainer's default, ``32-true``);
+            compared with the one the checkpoint records, or with the dtype of its ``W`` for older checkpoints.
+        source: how to name the checkpoint in the message (its path).
+
+    Raises:
+        ValueError: naming every changed field with its value in the checkpoint and now.
+
+    Example:
+        >>> ckpt = {"hyper_parameters": {"width": 64, "seed": 0}, "spikelearn": {"precision": "64-true"}}
+        >>> check_resume_config(ckpt, model={"width": 64, "seed": 0}, precision="64-true")
+        >>> check_resume_config(ckpt, model={"width": 64, "seed": 5}, precision="64-true")
+        Traceback (most recent call last):
+        ...
+        ValueError: Cannot resume the checkpoint with a changed config: `model.seed` was 0, now 5. ...
+    """
+    changes: list[str] = []
+    for prefix, key, current in (("model", "hyper_parameters", model), ("data", "datamodule_hyper_parameters", data)):
+        saved = checkpoint.get(key)
+        if current is None or not isinstance(saved, Mapping):
+            continue
+        for name in sorted(set(saved) & set(current)):
+            field = f"{prefix}.{name}"
+            if name.startswith("_") or field in RESUMABLE_FIELDS:
+                continue
+            if _comparable(saved[name]) != _comparable(current[name]):
+                changes.append(f"`{field}` was {saved[name]!r}, now {current[name]!r}")
+    now = _unified_precision(precision)
+    recorded = (checkpoint.get("spikelearn") or {}).get("precision") if isinstance(checkpoint.get("spikelearn"), Mapping) else None
+    if recorded is not None:
+        if _unified_precision(recorded) != now:
+            changes.append(f"`trainer.precision` was {recorded!r}, now {now!r}")
+    else:
+        W = (checkpoint.get("state_dict") or {}).get("W") if isinstance(checkpoint.get("state_dict"), Mapping) else None
+        if isinstance(W, Tensor) and W.dtype == torch.float64 and not now.startswith("64"):
+            changes.append(f"`trainer.precision`: the checkpoint's W is float64 (64-true), now {now!r}")
+    if changes:
+        raise ValueError(
+            f"Cannot resume {source} with a changed config: {'; '.join(changes)}. A resume continues the same run: "
+            "use the run's own model, data and precision settings (trainer fields such as max_steps may change), "
+            "or start a new run without --ckpt_path."
+        )
+
+
+class _DeferredSignal:
+    """Hold a cluster's requeue signal (Lightning's SLURM handler) until the end of the current step.
+
+    Only installed when Lightning has put a handler on the signal (SLURM auto-requeue); under DDP the ranks agree
+    at every step end whether any of them got the signal, so they all save the checkpoint at the same step.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.handler: Callable[..., Any] | None = None
+        self.pending = False
+
+    def install(self, trainer: Any) -> None:
+        if self.handler is not None or threading.current_thread() is not threading.main_thread():
+            return
+        environment = getattr(trainer.strategy, "cluster_environment", None)
+        if environment is None:
+            environment = getattr(getattr(trainer, "_accelerator_connector", None), "cluster_environment", None)
+        signum = getattr(environment, "requeue_signal", None) or getattr(signal, "SIGUSR1", None)
+        if signum is None:
+            return
+        handler = signal.getsignal(signum)
+        if not callable(handler):  # SIG_DFL / SIG_IGN: Lightning handles nothing on it, so neither do we
+            return
+        self.signum, self.handler, self.pending = signum, handler, False
+        signal.signal(signum, self._defer)
+
+    def _defer(self, signum: int, frame: Any) -> None:
+        self.pending = True
+
+    def flush(self, trainer: Any) -> None:
+        if self.handler is None:
+            return
+        pending = self.pending
+        if trainer.world_size > 1:
+            pending = bool(trainer.strategy.reduce_boolean_decision(pending, all=False))
+        if pending:
+            self.pending = False
+            self.handler(self.signum, None)
+
+    def uninstall(self) -> None:
+        if self.handler is not None and self.signum is not None and signal.getsignal(self.signum) == self._defer:
+            signal.signal(self.signum, self.handler)
+        self.signum, self.handler, self.pending = None, None, False
