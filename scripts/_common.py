@@ -9,12 +9,11 @@ engine :mod:`spikelearn.functional`); predictions come from :mod:`spikelearn.fun
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
-import math
 import os
 import time
 import warnings
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ __all__ = [
     "make_trainer",
     "progress",
     "quiet",
+    "read_csv",
     "run",
     "spectrum_monitor",
     "write_csv",
@@ -155,10 +155,11 @@ class ReadoutProbe(Callback):
 
 
 def progress(items: Sequence[T], desc: str, enabled: bool = True) -> Iterator[T]:
-    """Iterate with a progress bar (tqdm on stderr) over a grid; ``enabled=False`` iterates silently."""
-    from tqdm.auto import tqdm
+    """Iterate with a rich progress bar on stderr (the CLI's library) over a grid; ``enabled=False`` iterates silently."""
+    from rich.console import Console
+    from rich.progress import track
 
-    yield from tqdm(items, desc=desc, disable=not enabled, dynamic_ncols=True, leave=True)
+    yield from track(items, description=desc, disable=not enabled, console=Console(stderr=True))
 
 
 def read_csv(
@@ -169,46 +170,57 @@ def read_csv(
     bools: Sequence[str] = (),
     float_lists: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """Read rows written by :func:`write_csv` back, typing the named columns (an empty cell is ``None``)."""
-    import csv
+    """Read rows written by :func:`write_csv` back with pandas, typing the named columns.
 
-    def typed(value: str, kind: type) -> Any:
-        return None if value in (None, "") else kind(value)
+    An empty cell is ``None`` (``False`` in a ``bools`` column); ``float_lists`` cells are ``;``-joined floats;
+    every other column stays a string, as written.
+    """
+    import pandas as pd
 
-    with Path(path).open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        for key in ints:
-            row[key] = typed(row.get(key), int)
-        for key in floats:
-            row[key] = typed(row.get(key), float)
-        for key in bools:
-            row[key] = row.get(key) == "True"
-        for key in float_lists:
-            row[key] = [float(x) for x in row[key].split(";")] if row.get(key) else []
+    columns = set(pd.read_csv(path, nrows=0).columns)
+    typed = {**{k: "Int64" for k in ints}, **{k: "float64" for k in floats}, **{k: "boolean" for k in bools}}
+    frame = pd.read_csv(
+        path,
+        dtype=defaultdict(lambda: str, {k: v for k, v in typed.items() if k in columns}),
+        keep_default_na=False,
+        na_values={k: [""] for k in typed if k in columns},
+    )
+    for key in bools:
+        if key in columns:
+            frame[key] = frame[key].fillna(False)
+    for key in float_lists:
+        if key in columns:
+            frame[key] = frame[key].map(_float_list)
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    for row in rows:  # numpy scalars to Python numbers; typed columns absent from the file are None
+        for key in (*ints, *floats, *bools, *float_lists):
+            value = row.get(key)
+            row[key] = value.item() if hasattr(value, "item") else value
     return rows
 
 
+def _float_list(cell: str) -> list[float]:
+    return [float(x) for x in cell.split(";")] if cell else []
+
+
 def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
-    """Write dict rows as CSV (columns: union of keys in first-seen order); lists are joined with ``;``."""
+    """Write dict rows as CSV with pandas (columns: union of keys in first-seen order).
+
+    Lists are joined with ``;``; floats are written with 6 significant digits, ``nan`` and ``None`` as an empty cell
+    (``inf`` stays ``inf``, e.g. ``p*`` of an even link).
+    """
+    import pandas as pd
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
 
-    def cell(value: Any) -> Any:
+    def joined(value: Any) -> Any:
         if isinstance(value, (list, tuple)):
-            return ";".join(cell(v) for v in value)
-        if isinstance(value, float):
-            return "" if math.isnan(value) else f"{value:.6g}"  # inf stays "inf" (e.g. p* of an even link)
-        return "" if value is None else value
+            return ";".join("" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in value)
+        return value
 
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: cell(v) for k, v in row.items()})
+    frame = pd.DataFrame([{k: joined(v) for k, v in row.items()} for row in rows])
+    frame.to_csv(path, index=False, float_format="%.6g", na_rep="")
     return path
 
 

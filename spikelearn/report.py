@@ -113,6 +113,11 @@ def _figure(width: float = 7.5, height: float = 3.6) -> tuple[Any, Any]:
     return fig, ax
 
 
+def _legend(ax: Any, **kwargs: Any) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, **kwargs)
+
+
 def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
     steps, values = [], []
     for r in records:
@@ -152,7 +157,7 @@ def _frame_from_record(record: Mapping[str, Any]) -> bytes:
     title += "" if math.isnan(eta) else f"  (η_t = {eta:.3g})"
     title += f": {count} outlier(s) above the cut"
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="upper right")
+    _legend(ax, loc="upper right")
     return _png(fig)
 
 
@@ -196,7 +201,7 @@ def _counts_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes:
     ax.set_ylabel("outlier count")
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.set_title(f"{param}: measured outliers against both predictions", fontsize=10)
-    ax.legend(fontsize=8)
+    _legend(ax)
     return _png(fig)
 
 
@@ -216,7 +221,7 @@ def _edges_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes:
     ax.set_xlabel("step t")
     ax.set_ylabel("singular value")
     ax.set_title(f"{param}: bulk edges and the outlier cut", fontsize=10)
-    ax.legend(fontsize=8)
+    _legend(ax)
     return _png(fig)
 
 
@@ -239,7 +244,7 @@ def _alignment_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes |
     ax.set_xlabel("step t")
     ax.set_ylabel("Σ_i ⟨v_i, β_j⟩²")
     ax.set_title(f"{param}: energy of the target directions in the outlier subspace", fontsize=10)
-    ax.legend(fontsize=8)
+    _legend(ax)
     return _png(fig)
 
 
@@ -258,7 +263,7 @@ def _orders_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes | No
     ax.set_xlabel("step t")
     ax.set_ylabel("‖ρ_k‖·‖a^{∘(k+1)}‖")
     ax.set_title(f"{param}: order-k strengths of the update W_t − W_(t−1)", fontsize=10)
-    ax.legend(fontsize=8, ncols=min(orders, 5))
+    _legend(ax, ncols=min(orders, 5))
     return _png(fig)
 
 
