@@ -354,8 +354,8 @@ def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
 def load_snapshots(dirpath: str | os.PathLike[str]) -> list[Snapshot]:
     """Every snapshot in ``dirpath``, sorted by step (for offline analysis).
 
-    Every regular file in the directory must be a snapshot (hidden temporary files of an interrupted write
-    are skipped).
+    Every regular file in the directory must be a snapshot (hidden files are skipped: the temporary file of an
+    interrupted write, the run's ``.spikelearn.lock``).
 
     Raises:
         FileNotFoundError: if ``dirpath`` is not a directory.
@@ -366,7 +366,7 @@ def load_snapshots(dirpath: str | os.PathLike[str]) -> list[Snapshot]:
         raise FileNotFoundError(f"No snapshot directory at {dirpath}.")
     snapshots = []
     for entry in sorted(dirpath.iterdir()):
-        if entry.name.startswith(_TMP_PREFIX) or not entry.is_file():
+        if entry.name.startswith(".") or not entry.is_file():  # temporary files, the run's lock file
             continue
         if snapshot_step(entry.name) is None:
             _check_safetensors(entry)  # a pickle or other file gets the clear "not safetensors" error

@@ -23,8 +23,9 @@ os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 
+from spikelearn._cli_errors import SpikelearnParser, run_reporting_errors  # noqa: E402
 from spikelearn.data import GaussianDataModule  # noqa: E402
-from spikelearn.module import TwoLayerModule, load_checkpoint  # noqa: E402
+from spikelearn.module import TwoLayerModule, check_resume_config, load_checkpoint  # noqa: E402
 
 __all__ = [
     "CONFIG_NAMES",
@@ -151,6 +152,12 @@ def _output_dirs(trainer: Any) -> list[Path]:
     return seen
 
 
+def _as_dict(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return value.as_dict() if hasattr(value, "as_dict") else dict(value)
+
+
 def resolve_config_names(args: list[str]) -> list[str]:
     """Replace a packaged config name after ``--config`` / ``-c`` by its path (a file of that name wins).
 
@@ -245,7 +252,12 @@ class SpikelearnCLI(LightningCLI):
         config = self.config[subcommand] if subcommand else {}
         ckpt_path = config.get("ckpt_path")
         if ckpt_path and str(ckpt_path) not in _CKPT_KEYWORDS and config.get("weights_only") is not False:
-            load_checkpoint(ckpt_path)
+            checkpoint = load_checkpoint(ckpt_path)
+            # refuse changed model / data fields and precision by name, before any weight is loaded; the fields
+            # then equal the checkpoint's, so LightningCLI's silent override of the model fields is skipped
+            check_resume_config(checkpoint, model=_as_dict(config.get("model")), data=_as_dict(config.get("data")),
+                                precision=(config.get("trainer") or {}).get("precision"), source=str(ckpt_path))
+            return
         parse = getattr(super(), "_parse_ckpt_path", None)
         if parse is not None:
             parse()
@@ -273,12 +285,29 @@ class SpikelearnCLI(LightningCLI):
             extra.append(StepProgressBar())
         if not any(isinstance(c, RunSummary) for c in given):
             extra.append(RunSummary())  # after the bar: it prints once the bar has stopped
+        from spikelearn.checkpoint_io import with_atomic_checkpoint_io
+
+        config["plugins"] = with_atomic_checkpoint_io(config.get("plugins"))  # atomic, weights-only checkpoints
         return super()._instantiate_trainer(config, extra)
 
     def before_fit(self) -> None:
         config = self.config[self.subcommand]
         for path in _output_dirs(self.trainer):
             check_output_dir(path, config.get("min_free_mb", DEFAULT_MIN_FREE_MB))
+        from lightning.pytorch.utilities import rank_zero_only
+
+        from spikelearn.run_lock import lock_run_directories, run_directories
+
+        if getattr(rank_zero_only, "rank", 0) == 0:  # one writer per run directory (released in _run_subcommand)
+            self._run_locks = lock_run_directories(run_directories(self.trainer))
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        finally:
+            for lock in getattr(self, "_run_locks", []):
+                lock.release()
+            self._run_locks = []
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> SpikelearnCLI:
@@ -299,6 +328,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SpikelearnCLI:
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,  # the module's own SGD with lr = η_t √N: no --optimizer / --lr_scheduler
         parser_kwargs={"description": DESCRIPTION, "fit": {"description": DESCRIPTION}},
+        parser_class=SpikelearnParser,  # parser errors end in one line naming the field or the YAML file
         args=args,
         run=run,
     )
@@ -325,7 +355,7 @@ def main(args: list[str] | None = None) -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdvertisements())
     # raised inside Lightning 2.6 by torch >= 2.10's pytree changes; nothing a user can act on
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    build_cli(args)
+    run_reporting_errors(lambda: build_cli(args))  # a user error ends in one line: "spikelearn: error: ..."
 
 
 if __name__ == "__main__":
