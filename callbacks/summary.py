@@ -76,6 +76,7 @@ def summary_table(
     group: str = "run",
     title: str | None = None,
     top_k: int = 4,
+    max_rows: int | None = None,
 ) -> Any:
     """The result table of one run (a list of records) or of several (``{label: records}``) as a ``rich`` Table.
 
@@ -91,6 +92,8 @@ def summary_table(
         group: header of the label column when ``records`` is a mapping.
         title: table title.
         top_k: how many top singular values to show.
+        max_rows: show at most this many rows per run (the first steps, then evenly spaced ones up to the last,
+            with a ``…`` row between); ``None`` shows every record.
 
     Example:
         >>> table = summary_table([{"step": 2, "eta": 42.2, "outliers": 3, "outliers_deflated": 2,
@@ -105,7 +108,7 @@ def summary_table(
     from rich import box
     from rich.table import Table
 
-    headers, rows = summary_cells(records, group=group, top_k=top_k)
+    headers, rows = summary_cells(records, group=group, top_k=top_k, max_rows=max_rows)
     table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", show_edge=False, pad_edge=False)
     for header in headers:
         table.add_column(header, no_wrap=True)
@@ -119,6 +122,7 @@ def summary_cells(
     *,
     group: str = "run",
     top_k: int = 4,
+    max_rows: int | None = None,
 ) -> tuple[list[str], list[list[str]]]:
     """Headers and text cells of :func:`summary_table` (also the table of ``spikelearn report``'s page).
 
@@ -136,7 +140,10 @@ def summary_cells(
                 "⟨v,β_j⟩² captured (baseline)"]
     out: list[list[str]] = []
     for label, rows in groups.items():
-        for r in rows:
+        for r in _thin(list(rows), max_rows):
+            if r is None:
+                out.append(["…"] * len(headers))
+                continue
             captured = " ".join(f"{v:.3f}" for v in (r.get("captured_energy") or []) if _number(v) is not None)
             baseline = _number(r.get("captured_energy_baseline"))
             if baseline is not None:
@@ -154,6 +161,19 @@ def summary_cells(
             ]
             out.append(cells)
     return headers, out
+
+
+def _thin(rows: list[Any], max_rows: int | None) -> list[Any]:
+    """At most about ``max_rows`` rows: the first third as they are, then every ``k``-th up to the last one;
+    ``None`` marks where the stride starts."""
+    if max_rows is None or len(rows) <= max(max_rows, 2):
+        return rows
+    head = max(max_rows // 3, 1)
+    stride = math.ceil((len(rows) - head) / max(max_rows - head, 1))
+    picks = list(range(head - 1 + stride, len(rows), stride))
+    if not picks or picks[-1] != len(rows) - 1:
+        picks.append(len(rows) - 1)
+    return [*rows[:head], None, *(rows[i] for i in picks)]
 
 
 def print_table(table: Any, file: TextIO | None = None, width: int | None = None) -> None:
@@ -292,16 +312,22 @@ class RunSummary(Callback):
         layout: write the custom-scalars layout to each TensorBoard logger at train start.
         hparams: log ``model.*`` / ``data.*`` with :func:`final_metrics` to each logger at the end of the fit.
         top_k: singular values shown per row.
+        max_rows: rows of the printed table (long runs show their first steps, then evenly spaced ones; every
+            record is in ``spectra.jsonl`` and on the ``spikelearn report`` page).
 
     Attributes:
         metrics: the HPARAMS metrics logged at the end of the fit (for tests and scripts).
         run_dir: where the run wrote (the monitor's directory, else the logger's ``log_dir``).
     """
 
-    def __init__(self, print_table: bool = True, layout: bool = True, hparams: bool = True, top_k: int = 4) -> None:
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-            raise ValueError(f"`top_k` must be an integer >= 0, got {top_k!r}.")
+    def __init__(
+        self, print_table: bool = True, layout: bool = True, hparams: bool = True, top_k: int = 4, max_rows: int = 16
+    ) -> None:
+        for name, value in (("top_k", top_k), ("max_rows", max_rows)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"`{name}` must be an integer >= 0, got {value!r}.")
         self.print_table, self.layout, self.hparams, self.top_k = bool(print_table), bool(layout), bool(hparams), top_k
+        self.max_rows = max_rows
         self.metrics: dict[str, float] = {}
         self.run_dir: Path | None = None
         self._finished = False
@@ -354,7 +380,8 @@ class RunSummary(Callback):
         records = list(monitor.history) if monitor is not None else []
         out = sys.stdout
         if records:
-            print_table(summary_table(records, top_k=self.top_k, title=f"spikelearn: {trainer.global_step} steps"), out)
+            title = f"spikelearn: {trainer.global_step} steps"
+            print_table(summary_table(records, top_k=self.top_k, title=title, max_rows=self.max_rows or None), out)
         readout = dict(getattr(pl_module, "readout_metrics", {}) or {})
         if readout:
             print("readout: " + ", ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in readout.items()), file=out)

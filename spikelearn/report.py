@@ -189,14 +189,14 @@ def _counts_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes:
                         color=_COLORS["marginal"])
         clear = [(s, m - k) for s, m, k in marginal if isinstance(k, int) and not math.isnan(m)]
         ax.plot([s for s, _ in clear], [c for _, c in clear], ".:", color="tab:gray", label="clear only")
-    for key, label, color, style in (
-        ("predicted_outliers_finite_n", "predicted, finite N (BGN)", _COLORS["finite_n"], "s--"),
-        ("predicted_outliers", "predicted, asymptotic 1 + ⌊α₂/(½−α₁)⌋", _COLORS["asymptotic"], "^:"),
-        ("outliers_deflated", "measured after deflating â", "tab:green", "x-."),
+    for key, label, color, style, size in (  # hollow markers: a prediction equal to the measurement stays visible
+        ("predicted_outliers_finite_n", "predicted, finite N (BGN)", _COLORS["finite_n"], "s--", 10),
+        ("predicted_outliers", "predicted, asymptotic 1 + ⌊α₂/(½−α₁)⌋", _COLORS["asymptotic"], "^:", 12),
+        ("outliers_deflated", "measured after deflating â", "tab:green", "x-.", 6),
     ):
         s, v = _series(records, key)
         if s:
-            ax.plot(s, v, style, color=color, label=label, alpha=0.9)
+            ax.plot(s, v, style, color=color, label=label, alpha=0.9, markersize=size, markerfacecolor="none")
     ax.set_xlabel("step t")
     ax.set_ylabel("outlier count")
     ax.yaxis.get_major_locator().set_params(integer=True)
@@ -279,6 +279,7 @@ img { max-width: 100%; }
 .film { border: 1px solid #ddd; padding: 0.5em; }
 .film input[type=range] { width: 60%; vertical-align: middle; }
 .note { color: #666; font-size: 0.9em; }
+.scroll { max-height: 26em; overflow-y: auto; display: inline-block; border: 1px solid #eee; }
 """
 
 _FILM_JS = """
@@ -370,7 +371,7 @@ def build_report(
                  "Definitions of every quantity: docs/theory.md in the spikelearn repository.</p>")
 
     headers, rows = summary_cells(records, top_k=4)
-    parts.append("<h2>Result table</h2>" + _table(headers, rows, "summary"))
+    parts.append('<h2>Result table</h2><div class="scroll">' + _table(headers, rows, "summary") + "</div>")
 
     readout = readout_errors_from_events(run_dir)
     if readout:

@@ -20,7 +20,7 @@ from spikelearn.callbacks import (
     summary_table,
 )
 from spikelearn.callbacks.progress import step_metrics
-from spikelearn.callbacks.summary import print_table
+from spikelearn.callbacks.summary import print_table, summary_cells
 from spikelearn.data import GaussianDataModule
 from spikelearn.module import TwoLayerModule
 
@@ -162,3 +162,11 @@ def test_progress_bar_counts_steps_with_eta_and_outliers(tmp_path):
 def test_run_summary_rejects_bad_top_k():
     with pytest.raises(ValueError, match="top_k"):
         RunSummary(top_k=-1)
+
+
+def test_long_runs_print_first_steps_then_a_stride_ending_at_the_last():
+    records = [{"step": t, "param": "W", "outliers": 1} for t in range(51)]
+    headers, rows = summary_cells(records, max_rows=16)
+    steps = [row[headers.index("step")] for row in rows]
+    assert steps[:6] == ["0", "1", "2", "3", "4", "…"] and steps[-1] == "50" and len(steps) <= 17
+    assert len(summary_cells(records)[1]) == 51  # the report page shows every record
