@@ -46,8 +46,7 @@ from ._common import (
 from ._io import append_record, read_records, rewrite_records
 from spikelearn.functional.activations import activation_coefficients
 from spikelearn.functional.rmt import mp_bulk_edge
-from spikelearn.functional.spectral import analyze_snapshot, singular_values_full
-from spikelearn.functional.theory import finite_n_predicted_count
+from spikelearn.functional.spectral import OUTLIER_QUANTILE, analyze_snapshot, singular_values_full
 
 __all__ = ["RECORD_FILENAME", "SpectrumMonitor", "record_scalars"]
 
@@ -69,8 +68,9 @@ def _number(value: Any) -> float | None:
 def record_scalars(record: dict[str, Any], top_k: int = 8) -> dict[str, float]:
     """TensorBoard scalars of one record, under ``spectrum/<param>/`` (null fields are skipped).
 
-    Tags: ``outliers``, ``outliers_deflated``, ``predicted_outliers``, ``predicted_outliers_deflated``,
-    ``predicted_outliers_finite_n``, ``bulk_edge``, ``bulk_edge_theory``, ``bulk_edge_empirical``, ``margin``,
+    Tags: ``outliers``, ``outliers_marginal``, ``outliers_deflated``, ``predicted_outliers``,
+    ``predicted_outliers_deflated``, ``predicted_outliers_finite_n``, ``bulk_edge`` (fitted), ``bulk_edge_mp``,
+    ``bulk_edge_theory``, ``top_bulk_value``, ``cut``, ``edge_scale``, ``margin``,
     ``noise_scale``, ``eta``, ``singular_value_<i>`` (``i < top_k``), ``outlier_value_<i>`` and
     ``outlier_margin_<i>``, ``alignment/beta_<j>`` (energy of ``β_j`` captured by the outliers),
     ``alignment/outlier_<i>/beta_<j>``, ``alignment/baseline``, ``order_strength/k<k>``,
@@ -89,9 +89,9 @@ def record_scalars(record: dict[str, Any], top_k: int = 8) -> dict[str, float]:
             out[prefix + tag] = number
 
     for key in (
-        "outliers", "outliers_deflated", "predicted_outliers", "predicted_outliers_deflated",
-        "predicted_outliers_finite_n", "bulk_edge", "bulk_edge_theory", "bulk_edge_empirical", "margin",
-        "noise_scale", "eta",
+        "outliers", "outliers_marginal", "outliers_deflated", "predicted_outliers", "predicted_outliers_deflated",
+        "predicted_outliers_finite_n", "bulk_edge", "bulk_edge_mp", "bulk_edge_theory", "top_bulk_value", "cut",
+        "edge_scale", "margin", "noise_scale", "eta",
     ):
         put(key, record.get(key))
     for i, value in enumerate((record.get("singular_values") or [])[:top_k]):
@@ -152,7 +152,7 @@ class SpectrumMonitor(Callback):
         per_decade: int | None = None,
         k: int = 32,
         max_order: int = 4,
-        quantile: float = 0.995,
+        quantile: float = OUTLIER_QUANTILE,
         log_top_k: int = 8,
         histogram_every_n_steps: int | None = 1,
         histogram_bins_per_edge: int = 40,
@@ -186,7 +186,6 @@ class SpectrumMonitor(Callback):
         self._W0: dict[str, Tensor] = {}
         self._W_prev: dict[str, Tensor] = {}
         self._warm: dict[str, Tensor] = {}
-        self._warm_deflated: dict[str, Tensor] = {}
         # W_tᵀ Q_a of the last analysed step (step, (d, K+1)) and of step 0: spare the engine a pass over W_{t-1} / W0
         self._a_products: dict[str, tuple[int, Tensor]] = {}
         self._W0_products: dict[str, Tensor] = {}
@@ -262,7 +261,6 @@ class SpectrumMonitor(Callback):
                     "W_prev_products": previous_products,
                     "W0": None if W0_products is not None else self._W0.get(name),
                     "W0_products": W0_products,
-                    "warm_start_deflated": self._warm_deflated.get(name),
                     "alphas": module.schedule.exponents(step),
                     "a_kind": module.a_kind,
                     "activation_coefficients": self._mu,
@@ -270,19 +268,22 @@ class SpectrumMonitor(Callback):
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*outside the theory.*")  # kept in theory_note
-                summary = analyze_snapshot(
-                    W,
-                    B=None if B is None else B.to(W.device),
-                    k=min(self.k, N, d),
-                    max_order=self.max_order,
-                    quantile=self.quantile,
-                    warm_start=self._warm.get(name),
-                    **kwargs,
-                )
+                try:
+                    summary = analyze_snapshot(
+                        W,
+                        B=None if B is None else B.to(W.device),
+                        k=min(self.k, N, d),
+                        max_order=self.max_order,
+                        quantile=self.quantile,
+                        warm_start=self._warm.get(name),
+                        **kwargs,
+                    )
+                except ValueError as err:
+                    if "must be finite" not in str(err):
+                        raise
+                    raise ValueError(f"SpectrumMonitor: parameter {name!r} at step {step} is not finite: {err}") from err
             elapsed = time.perf_counter() - start
             self._warm[name] = summary.right_vectors
-            if summary.deflated_right_vectors is not None:
-                self._warm_deflated[name] = summary.deflated_right_vectors
             if summary.a_products is not None:
                 self._a_products[name] = (step, summary.a_products)
                 if step == 0:
@@ -301,13 +302,7 @@ class SpectrumMonitor(Callback):
                 note = _NOT_TWO_LAYER.format(model=type(pl_module).__name__)
                 record["theory_note"] = note if not record.get("theory_note") else f"{note}; {record['theory_note']}"
             spectrum = singular_values_full(W) if (histogram_due or figure_due) else None  # (min(N, d),)
-            locations = None
-            if figure_due and module is not None and name in self._W0:
-                locations = finite_n_predicted_count(
-                    W, self._W0[name], module.a.detach(), max_order=self.max_order,
-                    noise_scale=summary.noise_scale, cut=summary.cut, quantile=self.quantile,
-                ).locations
-                locations = [x for x in locations if x > summary.cut]  # the predicted outliers
+            locations = summary.predicted_locations
             self._write(record)
             self._log(trainer, record, spectrum if histogram_due else None, spectrum if figure_due else None, locations)
 
@@ -353,6 +348,8 @@ class SpectrumMonitor(Callback):
             margin=record.get("margin"),
             noise_scale=record.get("noise_scale"),
             outlier_values=record.get("outlier_values"),
+            outlier_status=record.get("outlier_status"),
+            bulk_edge_mp=record.get("bulk_edge_mp"),
             predicted_locations=locations,
             predicted_outliers=record.get("predicted_outliers"),
             predicted_outliers_finite_n=record.get("predicted_outliers_finite_n"),
@@ -384,8 +381,16 @@ class SpectrumMonitor(Callback):
             )
         rewrite_records(self.record_path, kept)
         self.history = kept
-        if self._restored and self._restored.get("W0"):
-            self._W0 = {n: w.to(pl_module.device) for n, w in self._restored["W0"].items() if n in self._names}
+        if not self._restored:
+            return
+        device = pl_module.device
+        restored = self._restored
+        self._W0 = {n: w.to(device) for n, w in (restored.get("W0") or {}).items() if n in self._names}
+        self._warm = {n: w.to(device) for n, w in (restored.get("warm") or {}).items() if n in self._names}
+        self._a_products = {
+            n: (int(sp[0]), sp[1].to(device)) for n, sp in (restored.get("a_products") or {}).items() if n in self._names
+        }
+        self._W0_products = {n: w.to(device) for n, w in (restored.get("W0_products") or {}).items() if n in self._names}
 
     @property
     def state_key(self) -> str:
@@ -393,10 +398,15 @@ class SpectrumMonitor(Callback):
         return self._generate_state_key(params=self.params, dirpath=None if self.dirpath is None else str(self.dirpath))
 
     def state_dict(self) -> dict[str, Any]:
+        # the engine's memory travels with the checkpoint, so a resumed run's records equal an uninterrupted
+        # run's: warm start vectors (d, k) and the cached products W_t^T Q_a (d, K+1) of the last and step-0 analyses
         return {
             "record_path": None if self.record_path is None else str(self.record_path),
             "last_step": self._last_step,
             "W0": {name: w.detach().cpu() for name, w in self._W0.items()},  # for the finite-N count after resume
+            "warm": {name: w.detach().cpu() for name, w in self._warm.items()},
+            "a_products": {name: [step, p.detach().cpu()] for name, (step, p) in self._a_products.items()},
+            "W0_products": {name: p.detach().cpu() for name, p in self._W0_products.items()},
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -40,6 +40,8 @@ def spectrum_figure(
     margin: float | None = None,
     noise_scale: float | None = None,
     outlier_values: _Values | None = None,
+    outlier_status: Sequence[str] | None = None,
+    bulk_edge_mp: float | None = None,
     predicted_locations: _Values | None = None,
     predicted_outliers: int | None = None,
     predicted_outliers_finite_n: int | None = None,
@@ -66,6 +68,8 @@ def spectrum_figure(
         margin: Tracy–Widom margin ``m`` (the cut is drawn when both are known).
         noise_scale: :math:`\hat s` for the MP density (default 1).
         outlier_values: the measured outliers.
+        outlier_status: per outlier ``"clear"`` or ``"marginal"``; marginal ones are drawn hollow (orange).
+        bulk_edge_mp: the Marchenko–Pastur edge :math:`\hat s(1+\sqrt c)` at the fitted noise scale.
         predicted_locations: BGN locations of the predicted outliers.
         predicted_outliers: asymptotic predicted count.
         predicted_outliers_finite_n: finite-N predicted count.
@@ -117,13 +121,15 @@ def spectrum_figure(
     grid = torch.linspace(0.0, x_max, 600, dtype=torch.float64)
     ax_bulk.plot(grid, mp_singular_density(grid, c, scale), color="C0", lw=1.8, label=f"MP, $\\hat s$ = {scale:.3g}")
     ax_bulk.axvline(edge_theory, color="0.3", ls="--", lw=1.2, label=f"1+√c = {edge_theory:.3f}")
+    if bulk_edge_mp is not None:
+        ax_bulk.axvline(bulk_edge_mp, color="C0", ls="-.", lw=1.0, label=f"MP edge at $\\hat s$ = {bulk_edge_mp:.3f}")
     if bulk_edge is not None:
-        ax_bulk.axvline(bulk_edge, color="k", lw=1.2, label=f"edge $\\hat s_+$ = {bulk_edge:.3f}")
+        ax_bulk.axvline(bulk_edge, color="k", lw=1.2, label=f"fitted edge = {bulk_edge:.3f}")
     if cut is not None:
         ax_bulk.axvline(cut, color="C3", ls=":", lw=1.5, label=f"TW cut = {cut:.3f}")
     beyond = len(values) - len(inside)
     if beyond:
-        ax_bulk.annotate(f"{beyond} value(s) beyond →", xy=(0.98, 0.55), xycoords="axes fraction", ha="right", color="C3",
+        ax_bulk.annotate(f"{beyond} larger value(s) off this axis →", xy=(0.98, 0.55), xycoords="axes fraction", ha="right", color="C3",
                          bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "C3", "alpha": 0.9})
     ax_bulk.set_xlim(0.0, x_max)
     ax_bulk.set_xlabel("singular value")
@@ -139,20 +145,28 @@ def spectrum_figure(
         [r for r, o in zip(ranks, is_out) if not o], [v for v, o in zip(top, is_out) if not o], s=14, color="0.5",
         label="bulk",
     )
+    status = list(outlier_status or [])
+    marginal = [i < len(status) and status[i] == "marginal" for i in range(len(top))]
     ax_top.scatter(
-        [r for r, o in zip(ranks, is_out) if o], [v for v, o in zip(top, is_out) if o], s=30, color="C3",
-        label=f"outliers ({sum(is_out)})",
+        [r for r, o, m in zip(ranks, is_out, marginal) if o and not m],
+        [v for v, o, m in zip(top, is_out, marginal) if o and not m], s=30, color="C3",
+        label=f"outliers ({sum(o and not m for o, m in zip(is_out, marginal))} clear)",
     )
+    if any(marginal):
+        ax_top.scatter(
+            [r for r, m in zip(ranks, marginal) if m], [v for v, m in zip(top, marginal) if m], s=34,
+            facecolors="none", edgecolors="C1", linewidths=1.5, label=f"marginal ({sum(marginal)})",
+        )
     if predicted:
         ax_top.scatter(
             [r + 0.25 for r in range(1, len(predicted) + 1)], predicted, s=40, marker="^", facecolors="none",
             edgecolors="k", label="BGN prediction",
         )
-    ax_top.axhline(edge_theory, color="0.3", ls="--", lw=1.0)
+    ax_top.axhline(edge_theory, color="0.3", ls="--", lw=1.0, label="1+√c")
     if bulk_edge is not None:
-        ax_top.axhline(bulk_edge, color="k", lw=1.0)
+        ax_top.axhline(bulk_edge, color="k", lw=1.0, label="fitted edge")
     if cut is not None:
-        ax_top.axhline(cut, color="C3", ls=":", lw=1.2)
+        ax_top.axhline(cut, color="C3", ls=":", lw=1.2, label="cut")
     ax_top.set_yscale("log")
     ax_top.yaxis.set_major_formatter(ScalarFormatter())
     ax_top.yaxis.set_minor_formatter(NullFormatter())

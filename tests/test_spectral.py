@@ -5,6 +5,7 @@ Tolerance scales: outlier locations and overlaps fluctuate on the N^{-1/2} scale
 """
 
 import json
+import math
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from spikelearn.functional.rmt import bgn_rank_one, mp_bulk_edge
 from spikelearn.functional.spectral import (
     analyze_snapshot,
     detect_outliers,
+    fit_soft_edge,
     left_alignment,
     order_decomposition,
     outlier_alignment,
@@ -156,15 +158,47 @@ def test_grows_k_until_bulk():
     W, _, _ = _planted(500, 500, thetas, seed=3)
     s = analyze_snapshot(W, k=2)
     assert s.outliers == 6 and len(s.singular_values) >= 7
-    assert s.bulk_edge_empirical < s.cut
+    assert s.top_bulk_value < s.cut
 
 
-def test_detect_outliers_edge_floor():
-    # bulk edge never below the first non-candidate value
-    # 2.015 is below the MP cut (s_hat ~ 1.0005: 2.016) so it is bulk, and it lifts the edge
+def test_detect_outliers_falls_back_to_marchenko_pastur_with_too_few_values():
+    # three values cannot carry an edge fit: the MP edge at the fitted noise scale is used (s_hat = 1 here)
     out = detect_outliers([5.0, 2.015, 2.005], N=1000, d=1000, frobenius_sq=1025.0)
-    assert out.count == 1 and out.bulk_edge == 2.015 and out.bulk_edge_empirical == 2.015
-    assert out.bulk_edge_theory == mp_bulk_edge(1.0)
+    assert out.method == "marchenko_pastur" and out.count == 1
+    assert out.bulk_edge == pytest.approx(2.0 * out.noise_scale) and out.bulk_edge_theory == mp_bulk_edge(1.0)
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 3.0])
+def test_edge_fit_recovers_a_planted_square_root_edge(scale):
+    # values exactly on the classical locations E - kappa (j - 1/2)^(2/3): edge and scale come back exactly
+    kappa = 0.02 * scale
+    values = [2.0 * scale - kappa * (j + 0.5) ** (2 / 3) for j in range(40)]
+    fit = fit_soft_edge(values[:12])
+    assert fit.edge == pytest.approx(2.0 * scale, rel=1e-12)
+    assert fit.scale == pytest.approx(kappa / (1.5 * math.pi) ** (2 / 3), rel=1e-12) and fit.error < 1e-12
+
+
+def test_detect_outliers_scales_with_w():
+    # W -> kW scales values, edge, cut and margin by k and leaves the count and status unchanged
+    W, _, _ = _planted(500, 400, [3.0, 1.6], seed=2)
+    values = torch.linalg.svdvals(W)[:60]
+    fro = float(W.square().sum())
+    one = detect_outliers(values, N=500, d=400, frobenius_sq=fro)
+    three = detect_outliers(3 * values, N=500, d=400, frobenius_sq=9 * fro)
+    assert (one.count, one.status) == (three.count, three.status)
+    assert three.cut == pytest.approx(3 * one.cut) and three.bulk_edge == pytest.approx(3 * one.bulk_edge)
+
+
+def test_deflated_count_is_total_or_one_less():
+    # interlacing: s_{i+1}(W) <= s_i((I - a a^T) W) <= s_i(W)
+    g = _gen(5)
+    N, d = 400, 300
+    a = torch.randn(N, generator=g, dtype=F64) / N**0.5
+    _, Q = hadamard_power_basis(a, 1)
+    V = torch.linalg.qr(torch.randn(d, 2, generator=g, dtype=F64))[0]
+    W = _noise(N, d, 6) + 4.0 * torch.outer(Q[:, 0], V[:, 0]) + 2.5 * torch.outer(Q[:, 1], V[:, 1])
+    s = analyze_snapshot(W, a=a, k=8)
+    assert s.outliers == 2 and s.outliers_deflated == 1 == _deflated_count_f64(W, a)
 
 
 def test_order_decomposition_noiseless_exact():
@@ -243,11 +277,10 @@ def test_warm_deflated_and_cached_products_match_cold():
     kw = dict(a=a, max_order=2, k=8)
     s0 = analyze_snapshot(W0, **kw)
     s1 = analyze_snapshot(W1, W_prev=W0, W0=W0, **kw)
-    assert s1.deflated_right_vectors is not None and s1.a_products.shape == (d, 3)
+    assert s1.a_products.shape == (d, 3)
     cold = analyze_snapshot(W2, W_prev=W1, W0=W0, **kw)
     warm = analyze_snapshot(
-        W2, warm_start=s1.right_vectors, warm_start_deflated=s1.deflated_right_vectors,
-        W_prev_products=s1.a_products, W0_products=s0.a_products, **kw,
+        W2, warm_start=s1.right_vectors, W_prev_products=s1.a_products, W0_products=s0.a_products, **kw,
     )
     exact = singular_values_full(W2)
     assert warm.outliers == cold.outliers == 2
@@ -284,7 +317,6 @@ def test_warm_start_finds_new_near_edge_outlier(dtype):
     W = (W_prev + theta * torch.outer(u, v)).to(dtype)
     s = analyze_snapshot(
         W, a=a.to(dtype), k=8, warm_start=prev.right_vectors,
-        warm_start_deflated=prev.deflated_right_vectors,
     )
     exact = singular_values_full(W)
     assert s.outliers == 1 and s.outliers_deflated == 1
@@ -319,7 +351,6 @@ def test_left_alignment_shape():
         (dict(W=torch.ones(4, 5), k=2, W_prev=torch.ones(5, 4)), "`W_prev`"),
         (dict(W=torch.ones(4, 5), k=2, W0=torch.ones(4, 4)), "`W0`"),
         (dict(W=torch.ones(4, 5), k=2, warm_start=torch.ones(4, 2)), "`warm_start`"),
-        (dict(W=torch.ones(4, 5), k=2, warm_start_deflated=torch.ones(4, 2)), "`warm_start_deflated`"),
         (dict(W=torch.ones(4, 5), k=2, W_prev_products=torch.ones(5, 4)), "`W_prev_products`"),
         (dict(W=torch.ones(4, 5), k=2, max_order=1, W0_products=torch.ones(5, 3)), "`W0_products`"),
         (dict(W=torch.ones(4, 5), k=2, a_kind="uniform"), "`a_kind`"),

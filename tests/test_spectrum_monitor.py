@@ -21,9 +21,11 @@ from spikelearn.functional.spectral import analyze_snapshot
 from spikelearn.module import TwoLayerModule
 
 REQUIRED = (
-    "step", "eta", "param", "N", "d", "aspect_ratio", "singular_values", "bulk_edge", "bulk_edge_theory",
-    "bulk_edge_empirical", "margin", "outliers", "outliers_deflated", "predicted_outliers",
-    "predicted_outliers_finite_n", "outlier_values", "outlier_margins", "alignment", "captured_energy",
+    "step", "eta", "param", "N", "d", "aspect_ratio", "singular_values", "bulk_edge", "bulk_edge_mp",
+    "bulk_edge_theory", "top_bulk_value", "edge_scale", "margin", "cut", "outliers", "outliers_marginal",
+    "outliers_deflated", "predicted_outliers", "predicted_outliers_finite_n", "predicted_locations",
+    "outlier_values", "outlier_status", "outlier_gaps", "outlier_margins", "outlier_predicted_locations",
+    "alignment", "captured_energy",
     "captured_energy_baseline", "left_alignment", "order_strengths", "order_alignment", "theory_note",
 )
 THEORY_FIELDS = (
@@ -82,6 +84,7 @@ def test_short_fit_logs_scalars_histograms_figure_and_record(tmp_path):
     for tag in (
         "spectrum/W/outliers", "spectrum/W/outliers_deflated", "spectrum/W/predicted_outliers",
         "spectrum/W/predicted_outliers_finite_n", "spectrum/W/bulk_edge", "spectrum/W/bulk_edge_theory",
+        "spectrum/W/bulk_edge_mp", "spectrum/W/cut", "spectrum/W/outliers_marginal",
         "spectrum/W/singular_value_0", "spectrum/W/outlier_value_0", "spectrum/W/alignment/beta_0",
         "spectrum/W/order_strength/k0", "spectrum/W/order_strength/k1",
     ):
