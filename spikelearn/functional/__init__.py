@@ -9,6 +9,7 @@ triplets, bulk edge, outliers, alignments, order-k decomposition, the snapshot a
 """
 
 from spikelearn.functional import activations as _activations
+from spikelearn.functional import density as _density
 from spikelearn.functional import hermite as _hermite
 from spikelearn.functional import model as _model
 from spikelearn.functional import rmt as _rmt
@@ -17,6 +18,7 @@ from spikelearn.functional import spectral as _spectral
 from spikelearn.functional import targets as _targets
 from spikelearn.functional import theory as _theory
 from spikelearn.functional.activations import *  # noqa: F403
+from spikelearn.functional.density import *  # noqa: F403
 from spikelearn.functional.hermite import *  # noqa: F403
 from spikelearn.functional.model import *  # noqa: F403
 from spikelearn.functional.rmt import *  # noqa: F403
@@ -27,6 +29,7 @@ from spikelearn.functional.theory import *  # noqa: F403
 
 __all__ = [
     *_activations.__all__,
+    *_density.__all__,
     *_hermite.__all__,
     *_model.__all__,
     *_rmt.__all__,
