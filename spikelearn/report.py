@@ -269,7 +269,7 @@ def _orders_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes | No
 
 # ---------------------------------------------------------------------------------------------- the page
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; padding: 0 1.2em; max-width: 1100px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 0.9em; }
 th, td { padding: 0.2em 0.7em; text-align: left; border-bottom: 1px solid #eee; white-space: nowrap; }
