@@ -279,3 +279,20 @@ def test_method_errors():
         rho.cdf([[0.0, 1.0]])
     with pytest.raises(ValueError, match="`bandwidth`"):
         rho.density([0.0], bandwidth=0.0)
+
+
+def test_bench_density_script_runs(capsys):
+    # the benchmark's plumbing at a toy size (timings are never asserted)
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    if str(scripts) not in sys.path:
+        sys.path.insert(0, str(scripts))
+    spec = importlib.util.spec_from_file_location("bench_density", scripts / "bench_density.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    (row,) = bench.main(["--sizes", "128", "--repeats", "1", "--k", "4"])
+    assert row["products"] == 40 and 0.0 <= row["ks"] <= 1.0
+    assert "N=d=n" in capsys.readouterr().out
