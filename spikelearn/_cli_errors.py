@@ -96,7 +96,7 @@ def _innermost_user_error(err: BaseException) -> BaseException:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         chain.append(current)
-        current = current.__cause__ or current.__context__
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     ours = ("spikelearn", "callbacks")
     for candidate in reversed(chain):
         frames = traceback.extract_tb(candidate.__traceback__)

@@ -66,3 +66,11 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "build_cli", lambda args: (_ for _ in ()).throw(KeyError("internal")))
     with pytest.raises(KeyError, match="internal"):
         main(["fit"])
+
+
+def test_run_directory_in_use_is_one_line(tmp_path, capsys):
+    from spikelearn.run_lock import RunDirectoryLock
+
+    with RunDirectoryLock(tmp_path):
+        line = _last_line(capsys, ["--config", str(_config(tmp_path))])
+    assert line.startswith(f"spikelearn: error: Run directory {tmp_path} is in use by another spikelearn run (pid "), line
