@@ -75,8 +75,10 @@ def test_layout_puts_measured_and_predicted_counts_on_one_chart(finished_run):
     for tag in ("spectrum/W/outliers", "spectrum/W/predicted_outliers", "spectrum/W/predicted_outliers_finite_n"):
         assert tag in logged and any(re.search(pattern, tag) for pattern in counts), tag
     edges = charts["bulk edges and the outlier cut"]
+    for field in ("bulk_edge", "bulk_edge_theory", "bulk_edge_mp", "cut", "top_bulk_value"):
+        tag = f"spectrum/W/{field}"
+        assert tag not in logged or any(re.search(p, tag) for p in edges), tag  # every logged edge is on the chart
     assert any(re.search(p, "spectrum/W/bulk_edge") for p in edges)
-    assert any(re.search(p, "spectrum/W/bulk_edge_theory") for p in edges)
     energy = charts["captured energy vs random baseline"]
     assert all(any(re.search(p, t) for p in energy) for t in ("spectrum/W/alignment/beta_0", "spectrum/W/alignment/baseline"))
     assert charts["readout MSE"] == [r"^readout/(train|test)_mse$"]
