@@ -83,7 +83,7 @@ def test_divergence_through_the_cli_is_a_clear_error(tmp_path):
                      env=cli_env(), check=False)
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("spikelearn.module.DivergenceError: ||W||_F = "), last_line
+    assert last_line.startswith("spikelearn: error: ||W||_F = "), last_line  # one clear line (issue 11 row 9)
     assert "after step 3 (eta_t = " in last_line and "max_norm_growth" in last_line
     assert [s.step for s in load_snapshots(tmp_path / "snapshots")] == [0, 1, 2]
     assert record_steps(read_records(tmp_path / "record" / "spectra.jsonl")) == [0, 1, 2]
