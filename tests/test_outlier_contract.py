@@ -26,7 +26,7 @@ from scipy import optimize
 
 from spikelearn.functional.spectral import analyze_snapshot, detect_outliers
 
-DRAWS = 60  # fast tier; the slow tier below uses 200 per shape
+DRAWS = 40  # fast tier; the slow tier below uses 200 per shape
 
 
 def _population(shape: str, N: int, d: int) -> tuple[np.ndarray, str, float]:
@@ -107,8 +107,8 @@ def _false_positive_rate(shape: str, N: int, d: int, draws: int) -> float:
 
 @pytest.mark.parametrize("shape,N,d", SHAPES)
 def test_spike_free_bulks_rarely_report_an_outlier(shape, N, d):
-    # contract: <= 2 % of draws; with 60 draws allow 2 hits (3.3 %), the slow tier checks 2 % on 200
-    assert _false_positive_rate(shape, N, d, DRAWS) <= 2 / DRAWS
+    # contract: <= 2 % of draws; with 40 draws allow 1 hit (2.5 %), the slow tier checks 2 % on 200 per shape
+    assert _false_positive_rate(shape, N, d, DRAWS) <= 1 / DRAWS
 
 
 @pytest.mark.slow
@@ -165,3 +165,94 @@ def test_engine_finds_an_additive_spike_on_a_non_mp_bulk(shape):
     s = analyze_snapshot(W.float(), k=16)
     assert s.outliers == 1
     assert s.outlier_values[0] == pytest.approx(float(full[0]), rel=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- real runs
+def _trajectory(N: int, cs, alphas, *, target: str = "he1", steps: int = 2, tail=None, seed: int = 0):
+    """float64 weights W_0..W_T of a real run (spikelearn's data module and closed-form gradient), and a."""
+    from spikelearn.data import GaussianDataModule
+    from spikelearn.functional import model as F
+    from spikelearn.functional.activations import get_activation
+
+    g = torch.Generator().manual_seed(seed)
+    W = F.init_first_layer(N, N, g, "gaussian").to(torch.float64)
+    a = F.init_second_layer(N, g, "gaussian").to(torch.float64)
+    act = get_activation("shifted_tanh")
+    data = GaussianDataModule(input_dim=N, batch_size=N, target=target, seed=seed)
+    out = [W]
+    for t in range(1, steps + 1):
+        c, alpha = (cs[t - 1], alphas[t - 1]) if t <= len(cs) else tail
+        X, y, _ = data.full_batch(t, dtype=torch.float64)
+        W = F.gradient_step(W, F.negative_gradient(W, a, X, y, act), c * N**alpha)
+        out.append(W)
+    return out, a
+
+
+def _float64_rule(W: torch.Tensor):
+    """The same rule applied to the float64 full spectrum (independent of the Krylov engine)."""
+    return detect_outliers(torch.linalg.svdvals(W)[:128], N=W.shape[0], d=W.shape[1], frobenius_sq=float(W.square().sum()))
+
+
+@pytest.mark.parametrize(
+    "cs,alphas,target",
+    [pytest.param((1, 1), (0.4, 0.45), "he1", marks=pytest.mark.slow), ((1, 2), (0.4, 0.45), "he1"),
+     pytest.param((1, 3), (0.4, 0.45), "he1", marks=pytest.mark.slow),
+     pytest.param((1, 2), (0.3, 0.45), "bounded_he2", marks=pytest.mark.slow), ((1, 2), (0.3, 0.45), "he2+he3")],
+)
+def test_two_step_runs_agree_with_a_float64_full_spectrum(cs, alphas, target):
+    # the float32 engine (warm-started along the run, as the monitor runs it) counts what the rule counts on
+    # the float64 full spectrum of the same W_2, and its fitted edge agrees to 1e-4 relative
+    Ws, a = _trajectory(400, cs, alphas, target=target)
+    warm = None
+    for W in Ws:
+        s = analyze_snapshot(W.float(), a=a.float(), warm_start=warm)
+        warm = s.right_vectors
+    ref = _float64_rule(Ws[-1])
+    assert (s.outliers, s.outlier_status) == (ref.count, ref.status)
+    assert s.bulk_edge == pytest.approx(ref.bulk_edge, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_many_step_run_counts_follow_the_finite_n_prediction():
+    # the README's many-step run (N = 512, eta = N^0.3, N^0.45, then 0.5 N^0.25): at every analysed step the
+    # count is within the finite-N prediction +- 1, or the excess is marked marginal (before: 14 at t = 50 and
+    # 57 at t = 100 against 1-3 predicted, the top of a bulk drifted below the MP edge)
+    Ws, a = _trajectory(512, (1, 1), (0.3, 0.45), steps=100, tail=(0.5, 0.25))
+    s0 = analyze_snapshot(Ws[0].float(), a=a.float())
+    warm, prev = s0.right_vectors, s0.a_products
+    for t, W in enumerate(Ws[1:], start=1):
+        s = analyze_snapshot(W.float(), a=a.float(), warm_start=warm, W0_products=s0.a_products, W_prev_products=prev)
+        warm, prev = s.right_vectors, s.a_products
+        if t in (2, 5, 10, 20, 50, 100):
+            clear = s.outliers - s.outliers_marginal
+            assert clear <= s.predicted_outliers_finite_n + 1, t
+            assert s.outliers >= s.predicted_outliers_finite_n - 1, t
+            assert _float64_rule(W).count == s.outliers, t
+
+
+def test_frobenius_energy_is_accumulated_in_float64():
+    # the statistic behind the MP comparator and noise scale: a float32 W at N = 4096 gives the float64 sum to
+    # 1e-9 relative (a float32 accumulation is ~1e-3 off at this size, the error behind the 4-for-3 count)
+    from spikelearn.functional.spectral import _check_finite
+
+    W = torch.randn(4096, 4096, generator=torch.Generator().manual_seed(0)) / 64.0
+    assert _check_finite(W) == pytest.approx(float(W.to(torch.float64).square().sum()), rel=1e-9)
+
+
+@pytest.mark.slow
+def test_float32_count_equals_float64_count_at_8192():
+    # issue 9 regression: at N = 8192 (where a float32 ||W||_F^2 is ~1 % off) the float32 count equals the
+    # float64 one; planted: one clear outlier (1.3x the edge) and one rank-one term below BBP whose value
+    # stays at the top of the bulk, within ~0.2 % of the edge
+    N = 8192
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(N, N, generator=g) / math.sqrt(N)
+    u = torch.randn(N, 2, generator=g)
+    v = torch.randn(N, 2, generator=g)
+    u, v = torch.linalg.qr(u)[0], torch.linalg.qr(v)[0]
+    edge = 2.0
+    theta_clear = 1.3 * edge  # location ~ 2.9 > edge
+    W = X + theta_clear * torch.outer(u[:, 0], v[:, 0]) + 0.5 * torch.outer(u[:, 1], v[:, 1])  # 0.5 < BBP: bulk
+    s32 = analyze_snapshot(W, k=16)
+    s64 = analyze_snapshot(W.to(torch.float64), k=16)
+    assert s32.outliers == s64.outliers == 1

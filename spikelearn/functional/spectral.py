@@ -850,11 +850,11 @@ def analyze_snapshot(
     Top singular triplets by block Krylov with a stopping rule aimed at the outliers *and* the window of
     bulk values their edge is fitted from: stop when (i) every outlier's residual
     :math:`\|W^\top u_i - s_i v_i\|/s_1 \le \mathrm{tol}`, (ii) each of the next ``EDGE_WINDOW + 1`` values has
-    an absolute residual below :math:`0.4\hat\sigma` (so its Ritz value is within
-    :math:`r^2/(4\,\mathrm{gap}) \lesssim 0.05\hat\sigma` of the true value; :math:`\hat\sigma` the fitted
+    an absolute residual below :math:`\hat\sigma` (so its Ritz value is within
+    :math:`r^2/(4\,\mathrm{gap}) \approx \hat\sigma/4` of the true value; :math:`\hat\sigma` the fitted
     edge's Tracy–Widom scale), and (iii) the count is unchanged from the previous iteration. Outliers by
-    :func:`detect_outliers`. The first ``n + EDGE_WINDOW + 1`` values are converged; the rest of the ``k``
-    reported are Ritz values (lower bounds, see ``residuals``).
+    :func:`detect_outliers`. The first ``n + EDGE_WINDOW + 5`` values are converged (their residuals are
+    logged); the rest of the ``k`` reported are Ritz values of the basis (lower bounds; residual ``null``).
 
     With ``a``, the deflated count (outliers of :math:`(I - \hat a\hat a^\top)W`) follows from interlacing,
     :math:`s_{i+1}(W) \le s_i((I - \hat a\hat a^\top)W) \le s_i(W)`, so it is ``n`` or ``n - 1``: it is
@@ -945,13 +945,15 @@ def analyze_snapshot(
             A, Qa = hadamard_power_basis(a.to(W.device), max_order)  # (N, K+1) float64
             Qaw = Qa.to(W.dtype)
             a_hat = Qaw[:, :1]  # (N, 1)
-        trip, Q, P, WtQ, matvecs = _outlier_krylov(
-            W, V0, rule, max_iters=max_iters, max_basis=max(2 * k + 3 * block_size, 8 * EDGE_WINDOW + 64), extra_left=Qaw
+        trip, ritz, Q, P, WtQ, matvecs = _outlier_krylov(
+            W, V0, rule, max_iters=max_iters, max_basis=max(2 * k + 3 * block_size, 16 * EDGE_WINDOW + 64), extra_left=Qaw
         )
-        values = trip.values
-        det = rule.detect(values)
+        det = rule.detect(trip.values)
         n_out = det.count
-        k_rep = min(max(k, n_out + 1), values.shape[0], rank)
+        # reported: the checked (converged) pairs, then further Ritz values of the basis (lower bounds)
+        k_rep = min(max(k, n_out + 1), ritz.shape[0], rank)
+        values = torch.cat([trip.values.to(torch.float64), ritz[trip.values.shape[0] : k_rep]])
+        residuals = trip.residuals.tolist() + [math.nan] * max(k_rep - trip.values.shape[0], 0)
         converged = trip.converged
         if not converged:
             notes.append("top-k solver hit max_iters: values may be inaccurate")
@@ -1040,7 +1042,7 @@ def analyze_snapshot(
         order_alignment=order_al,
         theory_note="; ".join(notes) if notes else None,
         noise_scale=det.noise_scale,
-        residuals=trip.residuals[:k_rep].tolist(),
+        residuals=residuals[:k_rep],
         matvecs=matvecs,
         converged=converged,
         right_vectors=trip.right,  # every refined pair: the next warm start needs the window too
@@ -1069,18 +1071,21 @@ def _deflated_count(
 
 
 class _OutlierRule:
-    """Stopping rule of :func:`analyze_snapshot` (state kept between iterations).
+    r"""Stopping rule of :func:`analyze_snapshot` (state kept between iterations).
 
     With ``n`` the count of :func:`detect_outliers` on the *trusted* values (the first
-    ``n + 2 EDGE_WINDOW + 1``, so the scan can test ``EDGE_WINDOW`` candidates below the count), stop when
-    (i) every outlier's residual is at most ``tol`` (relative to :math:`s_1`), (ii) every other trusted value
-    has an absolute residual at most :math:`0.4\hat\sigma`, and (iii) the count equals the previous
-    iteration's. The refined block grows to hold the trusted values, and at least as many as the
+    ``n + EDGE_WINDOW + EXTRA_CANDIDATES + 1``, so the scan can test a few candidates below the count), stop
+    when (i) every outlier's residual is at most ``tol`` (relative to :math:`s_1`), (ii) every other trusted
+    value has an absolute residual at most :math:`\hat\sigma` (its Ritz value is then within
+    :math:`r^2/(4\,\mathrm{gap}) \approx \hat\sigma/4` of the true one, gaps in a bulk being about
+    :math:`\hat\sigma`), and (iii) the count equals the previous iteration's. The refined block grows to hold the trusted values, and at least as many as the
     Marchenko–Pastur pre-count (``<= MAX_PRECOUNT``) needs, so a dense run of many outliers is never mistaken
     for the top of a bulk.
     """
 
-    MAX_PRECOUNT = 96
+    MAX_PRECOUNT = 48
+    BLOCK_FACTOR = 1.5  # pairs refined per trusted value: a wider block converges in fewer iterations
+    EXTRA_CANDIDATES = 4
 
     def __init__(self, *, N: int, d: int, k: int, fro_sq: float, quantile: float, tol: float) -> None:
         self.N, self.d, self.k, self.fro_sq = N, d, k, fro_sq
@@ -1094,12 +1099,12 @@ class _OutlierRule:
     def _depth(self, S: Tensor, n: int) -> int:
         vals = S.tolist()
         precount = _mp_outliers(vals, self.N, self.d, self.fro_sq, self.quantile, MARGINAL_WIDTH).count
-        return min(max(n, min(precount, self.MAX_PRECOUNT)) + 2 * EDGE_WINDOW + 1, self.rank)
+        return min(max(n, min(precount, self.MAX_PRECOUNT)) + EDGE_WINDOW + self.EXTRA_CANDIDATES + 1, self.rank)
 
     def n_check(self, S: Tensor) -> int:
         n = detect_outliers(S[: max(self.k, 2 * EDGE_WINDOW + 1)], N=self.N, d=self.d, frobenius_sq=self.fro_sq,
                             quantile=self.quantile).count
-        return min(max(self.k, self._depth(S, n) + 2, self.need), self.rank)
+        return min(max(int(self.BLOCK_FACTOR * self._depth(S, n)) + 2, self.need), self.rank)
 
     def stop(self, S: Tensor, res: Tensor, it: int) -> bool:
         p = res.shape[0]
@@ -1109,14 +1114,14 @@ class _OutlierRule:
         if need > p:  # the values below this count are not refined yet: refine more pairs
             self.need, self.prev = need + 2, n
             return False
-        self.trusted = min(n + 2 * EDGE_WINDOW + 1, p)
+        self.trusted = min(n + EDGE_WINDOW + self.EXTRA_CANDIDATES + 1, p)
         det = self.detect(S)
         n = det.count
         s1 = float(S[0]) if float(S[0]) > 0 else 1.0
         res_abs = res * s1
         floor = 10 * torch.finfo(torch.float32).eps * s1
         ok_out = bool((res[:n] <= self.tol).all())
-        ok_window = bool((res_abs[n : self.trusted] <= max(0.4 * det.edge_scale, floor)).all())
+        ok_window = bool((res_abs[n : self.trusted] <= max(det.edge_scale, floor)).all())
         stable = n == self.prev
         self.prev = n
         return ok_out and ok_window and stable
@@ -1130,13 +1135,14 @@ def _outlier_krylov(
     max_iters: int,
     max_basis: int,
     extra_left: Tensor | None = None,
-) -> tuple[SingularTriplets, Tensor, Tensor, Tensor | None, int]:
+) -> tuple[SingularTriplets, Tensor, Tensor, Tensor, Tensor | None, int]:
     r"""Block Krylov on :math:`W^\top W` driven by :class:`_OutlierRule`.
 
     Each iteration takes the Ritz triplets from the float64 Gram of ``P = W Q``, **one** product with
     :math:`W^\top` (the residuals of the ``rule.n_check`` top pairs; ``extra_left`` (N, r) rides along the
     first one) and **one** with ``W`` (the new block: those residuals, orthonormalised against ``Q``).
-    Returns (triplets, ``Q`` (d, m), ``P`` (N, m), :math:`W^\top` ``extra_left``, columns multiplied).
+    Returns (triplets of the checked pairs, all Ritz values (m,) float64, ``Q`` (d, m), ``P`` (N, m),
+    :math:`W^\top` ``extra_left``, columns multiplied).
     """
     d = V0.shape[0]
     Q = _orthonormalize(V0, None, float(torch.linalg.vector_norm(V0, dim=0).max()))  # (d, m)
@@ -1166,11 +1172,12 @@ def _outlier_krylov(
         res = res_abs / s1
         done = rule.stop(S_all, res, it) or Q.shape[1] >= d
         if done or it >= max_iters:
-            return SingularTriplets(S.to(P.dtype), U, V, res.to(P.dtype), it, matvecs, bool(done)), Q, P, extra_out, matvecs
+            trip = SingularTriplets(S.to(P.dtype), U, V, res.to(P.dtype), it, matvecs, bool(done))
+            return trip, S_all, Q, P, extra_out, matvecs
         Qn = _orthonormalize(R, Q, float(res_abs.max()) + 1e-30)
         if Qn.shape[1] == 0:  # invariant subspace: converged
             zero = torch.zeros_like(S).to(P.dtype)
-            return SingularTriplets(S.to(P.dtype), U, V, zero, it, matvecs, True), Q, P, extra_out, matvecs
+            return SingularTriplets(S.to(P.dtype), U, V, zero, it, matvecs, True), S_all, Q, P, extra_out, matvecs
         if Q.shape[1] + Qn.shape[1] > max_basis:  # thick restart on the top Ritz vectors
             keep = max(p, max_basis - Qn.shape[1])
             Yk = evecs[:, :keep].to(P.dtype)
