@@ -139,19 +139,30 @@ def _frame_from_record(record: Mapping[str, Any]) -> bytes:
         kind = (status[i] if i < len(status) else "clear") if i < count else "bulk"
         colors.append({"clear": _COLORS["clear"], "marginal": _COLORS["marginal"]}.get(kind, "tab:gray"))
     index = list(range(1, len(values) + 1))
-    ax.bar(index, values, color=colors, width=0.7)
+    for kind, color, label in (("clear", _COLORS["clear"], "outlier (clear)"),
+                               ("marginal", _COLORS["marginal"], "outlier (marginal)"), ("bulk", "tab:gray", "bulk")):
+        points = [(i, v) for i, v, c in zip(index, values, colors)
+                  if c == {"clear": _COLORS["clear"], "marginal": _COLORS["marginal"]}.get(kind, "tab:gray")]
+        if points:
+            ax.scatter(*zip(*points), s=28 if kind != "bulk" else 12, color=color, label=label, zorder=3)
     for key, label, style in (
         ("bulk_edge", "fitted edge", dict(color="tab:green", ls="-")),
         ("cut", "cut (edge + margin)", dict(color="tab:red", ls="--")),
-        ("bulk_edge_mp", "MP edge ŝ(1+√c)", dict(color="tab:purple", ls=":")),
+        ("bulk_edge_mp" if "bulk_edge_mp" in record else "bulk_edge_empirical", "MP edge ŝ(1+√c)",
+         dict(color="tab:purple", ls=":")),
         ("bulk_edge_theory", "theoretical 1+√c", dict(color="tab:gray", ls="-.")),
     ):
         value = _number(record.get(key))
         if not math.isnan(value):
             ax.axhline(value, label=f"{label} {value:.3g}", lw=1.2, **style)
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))  # ticks near the edge too
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("index i of the top singular values")
-    ax.set_ylabel("s_i")
+    ax.set_ylabel("singular value s_i")
     eta = _number(record.get("eta"))
     title = f"{record.get('param', 'W')} at step {record.get('step', '?')}"
     title += "" if math.isnan(eta) else f"  (η_t = {eta:.3g})"
