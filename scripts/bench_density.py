@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, float32, CPU; "
-          f"singular_value_density defaults (8 probes, 20 Lanczos steps = 40 products), top k = {args.k}")
+          f"singular_value_density defaults (8 probes, 16 Lanczos steps = 32 products), top k = {args.k}")
     print(f"{'N=d=n':>6} {'GD step s':>15} {'density (top k)':>22} {'density (no top)':>22} "
           f"{'singular_values_full':>26} {'KS (top k)':>10} {'KS (no top)':>11}")
     print(f"{'':>6} {'wall / cpu':>15} {'wall / cpu, % of step':>22} {'wall / cpu, % of step':>22} "
