@@ -134,3 +134,9 @@ def test_components_only_for_additive():
 def test_additive_components_set_the_exponents():
     target = make_target("additive", ["he2+he3", "bounded_he1"])
     assert (target.information_exponents, target.reuse_exponents) == ((2.0, 1.0), (2.0, 1.0))
+
+
+def test_bounded_hermite_sum_parses_like_the_plain_sum():
+    # issue 9: a bounded IE-2 + IE-3 sum in one direction, with the exponents of he2+he3 (IE 2, p* 2)
+    target = make_target("bounded_he2+bounded_he3")
+    assert (target.rank, target.information_exponents, target.reuse_exponents) == (1, (2.0,), (2.0,))

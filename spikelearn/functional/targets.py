@@ -35,7 +35,7 @@ _MAX_EXPONENT = 12
 _ZERO_TOL = 1e-9
 _MAX_ADDITIVE_RANK = 4
 _HERMITE_RE = re.compile(r"^(bounded_)?he([1-6])$")
-_HERMITE_SUM_RE = re.compile(r"^he[1-6](\+he[1-6])+$")
+_HERMITE_SUM_RE = re.compile(r"^(bounded_)?he[1-6](\+(bounded_)?he[1-6])+$")
 
 TARGET_NAMES: tuple[str, ...] = (
     *(f"he{k}" for k in range(1, 7)),
@@ -188,7 +188,12 @@ def _single_index(name: str) -> tuple[Link, bool]:
         order = int(match.group(2))
         return (_bounded_link(order) if match.group(1) else _hermite_sum_link([order])), True
     if _HERMITE_SUM_RE.match(name):
-        return _hermite_sum_link([int(part[2:]) for part in name.split("+")]), True
+        parts = name.split("+")
+        if not any(part.startswith("bounded_") for part in parts):
+            return _hermite_sum_link([int(part[2:]) for part in parts]), True
+        # each component normalised to E = 0, E^2 = 1 first, like the orthonormal he_k of a plain sum
+        links = [_build(part, 1, _single_index(part)[0]).link for part in parts]
+        return (lambda z: sum(link(z) for link in links)), True
     return (lambda z: z[:, 0]), False
 
 
@@ -196,7 +201,8 @@ def make_target(name: str, components: Sequence[str] | None = None) -> Target:
     """Build a normalised built-in target.
 
     Args:
-        name: one of :data:`TARGET_NAMES` or a sum ``heI+heJ+…`` (orders 1–6).
+        name: one of :data:`TARGET_NAMES` or a sum ``heI+heJ+…`` of one direction (orders 1–6; components may be
+            bounded, e.g. ``bounded_he2+bounded_he3``, each normalised before summing).
         components: for ``name="additive"`` only: the single-index names of the components, one direction each
             (default ``["he1", "he2", "bounded_he3"]``; at most 4).
 
