@@ -21,8 +21,8 @@ and ``m`` Lanczos steps from :math:`z` give the ``m``-point Gauss quadrature of 
           \tau_{lj}^2\, f\bigl(\sqrt{\theta_{lj}}\bigr), \qquad \tau_{lj} = e_1^\top y_{lj}.
 
 Each Lanczos step is one product ``W (W^T X)`` with the ``(n, p)`` block of all probes' current vectors
-(each probe runs its own three-term recurrence; the products are shared), so the cost is ``2m`` passes over
-``W`` for any ``p`` up to the GEMM's compute-bound width. Products run in ``W``'s dtype (TF32 off on CUDA);
+(each probe runs its own three-term recurrence; the products are shared), so the cost is ``2m`` thin products
+(one fused pass over ``W`` per step on the CPU, two on CUDA) for any ``p`` up to the GEMM's compute-bound width. Products run in ``W``'s dtype (TF32 off on CUDA);
 the Lanczos vectors, coefficients and the tridiagonal eigensolves are float64. No reorthogonalisation
 against older vectors is needed for quadrature (Ritz values that reappear after a loss of orthogonality split
 their weight, Knizhnerman 1996); a breakdown (:math:`\beta_j \le 100\,\varepsilon\, \|T\|`, an invariant
@@ -50,8 +50,8 @@ Error (tests/test_density.py): the statistical part is the variance of :math:`z^
 (typically :math:`0.87\sqrt{2/(np)}`: 0.0068 at ``n = 4096``, ``p = 8``); the quadrature part is the CDF's
 smoothing over a cell (measured with the exact ESD as the probe measure, ``n = 2048``: 0.0063 at ``m = 16``,
 0.0043 at ``m = 20``, 0.0096 at ``m = 12``, worst of MP c = 0.5, 1, 2, a rank-3 spike and a two-point
-covariance). Cost: ``2m`` thin products; the defaults (``p = 8``, ``m = 16``) are about 10 % of one GD step
-at ``N = d = n = 4096`` on a CPU core (``scripts/bench_density.py``, BENCHMARKS.md).
+covariance). Cost: ``2m`` thin products; the defaults (``p = 8``, ``m = 16``) took 7.6 % of one GD step
+at ``N = d = n = 4096`` on one CPU core, 10.2 % on two (``scripts/bench_density.py``, BENCHMARKS.md).
 """
 
 from __future__ import annotations
