@@ -39,8 +39,8 @@ from _common import (  # noqa: E402
 )
 
 TOP = 8
-COLUMNS = ("batches", "step", "eta", "outliers", "outliers_deflated", "predicted_outliers_finite_n",
-           "bulk_edge_theory", "bulk_edge", "bulk_edge_empirical", "cut", "captured_energy", "outlier_values",
+COLUMNS = ("batches", "step", "eta", "outliers", "outliers_marginal", "outliers_deflated", "predicted_outliers_finite_n",
+           "bulk_edge_theory", "bulk_edge", "bulk_edge_mp", "cut", "captured_energy", "outlier_values",
            *(f"s{i + 1}" for i in range(TOP)))
 READOUT_COLUMNS = ("batches", "step", "readout_train_mse", "readout_test_mse")
 
@@ -93,10 +93,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 values = r["singular_values"]
                 film.append({
                     "batches": batches, "step": r["step"], "eta": r["eta"], "outliers": r["outliers"],
-                    "outliers_deflated": r["outliers_deflated"],
+                    "outliers_marginal": r["outliers_marginal"], "outliers_deflated": r["outliers_deflated"],
                     "predicted_outliers_finite_n": r["predicted_outliers_finite_n"],
                     "bulk_edge_theory": r["bulk_edge_theory"], "bulk_edge": r["bulk_edge"],
-                    "bulk_edge_empirical": r["bulk_edge_empirical"], "cut": r["cut"],
+                    "bulk_edge_mp": r["bulk_edge_mp"], "cut": r["cut"],
                     "captured_energy": r["captured_energy"], "outlier_values": r["outlier_values"],
                     **{f"s{i + 1}": values[i] if i < len(values) else None for i in range(TOP)},
                 })
@@ -130,9 +130,9 @@ def _figure(film: list[dict], readout: list[dict], args, N: int, d: int, n: int,
         ax = axes[row, 0]
         for i in range(TOP):
             ax.plot(steps, [r[f"s{i + 1}"] for r in mine], color="C0" if i == 0 else "0.55", lw=1.2 if i == 0 else 0.8)
-        ax.plot(steps, [r["bulk_edge_theory"] for r in mine], "--", color="k", lw=1, label="MP edge 1+√c")
-        ax.plot(steps, [r["bulk_edge"] for r in mine], "-", color="C2", lw=1, label="data-driven edge ŝ₊")
-        ax.plot(steps, [r["bulk_edge_empirical"] for r in mine], "-.", color="C4", lw=1, label="empirical edge")
+        ax.plot(steps, [r["bulk_edge_theory"] for r in mine], "--", color="k", lw=1, label="1+√c (iid init)")
+        ax.plot(steps, [r["bulk_edge_mp"] for r in mine], "-.", color="C4", lw=1, label="MP edge at fitted ŝ")
+        ax.plot(steps, [r["bulk_edge"] for r in mine], "-", color="C2", lw=1, label="fitted edge (from the bulk)")
         ax.plot(steps, [r["cut"] for r in mine], ":", color="C3", lw=1.3, label="outlier cut")
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(ScalarFormatter())
@@ -140,9 +140,11 @@ def _figure(film: list[dict], readout: list[dict], args, N: int, d: int, n: int,
         ax.set_xlabel("step t")
         ax.set_ylabel(f"top {TOP} singular values")
         ax.set_title(f"{mode}: spectral film, N={N}, d={d}, n={n} (c=N/d={N / d:.3g})", fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="lower left")  # s1 rises along the top: keep the legend clear of it
         ax = axes[row, 1]
         ax.step(steps, [r["outliers"] for r in mine], where="post", color="C3", label="outliers (measured)")
+        ax.step(steps, [r["outliers"] - (r["outliers_marginal"] or 0) for r in mine], where="post", color="C3", lw=0.8,
+                ls="--", label="clear (not marginal)")
         ax.step(steps, [r["outliers_deflated"] for r in mine], where="post", color="C1", lw=0.9, label="deflated")
         ax.plot(steps, [r["predicted_outliers_finite_n"] for r in mine], "o", ms=3, mfc="none", color="k",
                 label="finite-N predicted")

@@ -215,8 +215,11 @@ def test_two_step_runs_agree_with_a_float64_full_spectrum(cs, alphas, target):
 @pytest.mark.slow
 def test_many_step_run_counts_follow_the_finite_n_prediction():
     # the README's many-step run (N = 512, eta = N^0.3, N^0.45, then 0.5 N^0.25): at every analysed step the
-    # count is within the finite-N prediction +- 1, or the excess is marked marginal (before: 14 at t = 50 and
-    # 57 at t = 100 against 1-3 predicted, the top of a bulk drifted below the MP edge)
+    # clear count is at most the finite-N prediction + 1 (any excess is marked marginal), and it is what the rule
+    # gives on the float64 full spectrum (before: 14 at t = 50 and 57 at t = 100 against 1-3 predicted, the top
+    # of a bulk drifted below the MP edge). The finite-N count itself reads the projection in MP units, which
+    # overstate the weak terms once the bulk has left MP (3 predicted at t = 100 over a connected bulk), so it
+    # is an upper reference here, not a lower bound.
     Ws, a = _trajectory(512, (1, 1), (0.3, 0.45), steps=100, tail=(0.5, 0.25))
     s0 = analyze_snapshot(Ws[0].float(), a=a.float())
     warm, prev = s0.right_vectors, s0.a_products
@@ -226,7 +229,6 @@ def test_many_step_run_counts_follow_the_finite_n_prediction():
         if t in (2, 5, 10, 20, 50, 100):
             clear = s.outliers - s.outliers_marginal
             assert clear <= s.predicted_outliers_finite_n + 1, t
-            assert s.outliers >= s.predicted_outliers_finite_n - 1, t
             assert _float64_rule(W).count == s.outliers, t
 
 

@@ -1178,6 +1178,11 @@ def _outlier_krylov(
         if Qn.shape[1] == 0:  # invariant subspace: converged
             zero = torch.zeros_like(S).to(P.dtype)
             return SingularTriplets(S.to(P.dtype), U, V, zero, it, matvecs, True), S_all, Q, P, extra_out, matvecs
+        if Q.shape[1] + Qn.shape[1] >= d:  # the basis would span R^d: take it exactly (orthogonality would be lost)
+            Q = torch.eye(d, dtype=W.dtype, device=W.device)
+            P = W.clone()
+            matvecs += d
+            continue
         if Q.shape[1] + Qn.shape[1] > max_basis:  # thick restart on the top Ritz vectors
             keep = max(p, max_basis - Qn.shape[1])
             Yk = evecs[:, :keep].to(P.dtype)
