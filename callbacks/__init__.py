@@ -5,9 +5,11 @@
 * :class:`WeightSnapshot`: ``W_t`` (with ``a``, ``B``, ``t``, ``η_t``) as safetensors files.
 * :class:`RunSummary`: the end of a fit — result table, TensorBoard custom-scalars layout, HPARAMS metrics.
 * :class:`StepProgressBar`: a rich progress bar over the steps ``t/T`` with ``η_t`` and the outlier count.
+* :class:`TwoLayerTheory`: what a user's own two-layer module provides to get the theory's fields.
 * :func:`read_records`, :func:`load_snapshots`, :func:`load_snapshot`: read them back offline.
 """
 
+from ._common import TwoLayerTheory
 from ._io import Snapshot, load_snapshot, load_snapshots, read_records
 from .progress import StepProgressBar
 from .snapshot import WeightSnapshot
@@ -20,6 +22,7 @@ __all__ = [
     "Snapshot",
     "SpectrumMonitor",
     "StepProgressBar",
+    "TwoLayerTheory",
     "WeightSnapshot",
     "custom_scalars_layout",
     "final_metrics",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -18,6 +18,7 @@ __all__ = [
     "normalize_params",
     "run_directory",
     "target_directions",
+    "TwoLayerTheory",
     "tensorboard_writers",
     "two_layer",
 ]
@@ -65,9 +66,34 @@ def check_params(pl_module: L.LightningModule, params: tuple[str, ...] | None, o
     return params
 
 
-def two_layer(pl_module: L.LightningModule) -> TwoLayerModule | None:
-    """The module when the two-layer theory applies to it (spikelearn's module), else ``None``."""
-    return pl_module if isinstance(pl_module, TwoLayerModule) else None
+@runtime_checkable
+class TwoLayerTheory(Protocol):
+    """What a module provides for the two-layer theory's fields (deflation, predictions, order-k fit, finite-N count).
+
+    Any LightningModule with these members gets them, not only spikelearn's
+    :class:`~spikelearn.module.TwoLayerModule`:
+
+    * ``a``: the fixed second-layer weights, a tensor of shape ``(N,)``;
+    * ``a_kind``: ``"gaussian"``, ``"rademacher"`` or ``"constant"`` (the law of ``a``);
+    * ``activation``: the activation (a name, an :class:`~spikelearn.functional.activations.Activation` or a
+      callable), for its Hermite coefficients;
+    * ``schedule.exponents(t)``: :math:`\alpha_1..\alpha_t` of the steps taken;
+    * ``eta(t)``: the step size :math:`\eta_t` of step ``t >= 1``.
+    """
+
+    a: Tensor
+    a_kind: str
+    activation: Any
+    schedule: Any
+
+    def eta(self, step: int) -> float: ...
+
+
+def two_layer(pl_module: L.LightningModule) -> TwoLayerTheory | None:
+    """The module when it provides what the two-layer theory needs (:class:`TwoLayerTheory`), else ``None``."""
+    if isinstance(pl_module, TwoLayerTheory) and isinstance(getattr(pl_module, "a", None), Tensor):
+        return pl_module
+    return None
 
 
 def target_directions(trainer: L.Trainer, d: int) -> Tensor | None:

@@ -18,6 +18,7 @@ from spikelearn.callbacks import RECORD_FILENAME, SpectrumMonitor, WeightSnapsho
 from spikelearn.data import GaussianDataModule
 from spikelearn.functional.activations import activation_coefficients
 from spikelearn.functional.spectral import analyze_snapshot
+from spikelearn.functional.schedule import StepSchedule
 from spikelearn.module import TwoLayerModule
 
 REQUIRED = (
@@ -187,7 +188,7 @@ def test_any_model_two_named_weights_with_several_loggers(tmp_path):
         assert (r["N"], r["d"]) == ((40, 30) if r["param"] == names[0] else (20, 40))
         for key in THEORY_FIELDS:
             assert r[key] is None, key
-        assert "not spikelearn's TwoLayerModule" in r["theory_note"]
+        assert "does not provide the two-layer theory's inputs" in r["theory_note"]
         assert r["singular_values"] and r["bulk_edge"] > 0
     assert read_records(Path(loggers[0].log_dir) / RECORD_FILENAME) == json.loads(json.dumps(monitor.history))
     acc = _events(Path(loggers[0].log_dir))
@@ -309,3 +310,65 @@ def test_two_monitors_on_different_weights_coexist_in_one_checkpoint(tmp_path):
     trainer.fit(TwoLayerModule(width=32, input_dim=32), GaussianDataModule(input_dim=32, batch_size=32))
     trainer.save_checkpoint(tmp_path / "both.ckpt")
     assert [r["step"] for r in first.history] == [r["step"] for r in second.history] == [0, 1]
+
+
+from spikelearn.functional.schedule import StepSchedule  # noqa: E402
+
+
+class _OwnTwoLayer(L.LightningModule):
+    """A user's own two-layer network (not spikelearn's class) that provides the TwoLayerTheory members."""
+
+    def __init__(self, N: int = 64, d: int = 48) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.first = torch.nn.Linear(d, N, bias=False)
+        self.register_buffer("a", torch.randn(N, generator=g) / N**0.5)
+        self.a_kind, self.activation = "gaussian", "shifted_tanh"
+        self.schedule = StepSchedule.validated([1.0, 1.0], [0.3, 0.45], "constant")
+        self.N = N
+
+    def eta(self, step: int) -> float:
+        return self.schedule.eta(step, self.N)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.mse_loss(torch.tanh(self.first(x) + 0.5) @ self.a / self.N**0.5, y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=1.0)
+
+    def train_dataloader(self):
+        x = torch.randn(96, 48, generator=torch.Generator().manual_seed(1))
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x[:, 0].clone()), batch_size=96)
+
+
+def test_a_users_own_two_layer_module_gets_the_theory_through_the_protocol(tmp_path):
+    monitor = SpectrumMonitor(params="first.weight", k=8, histogram_every_n_steps=None, figure_every_n_steps=None)
+    _trainer([monitor], 2).fit(_OwnTwoLayer())
+    last = monitor.history[-1]
+    assert last["predicted_outliers"] == 3 and last["order_strengths"] is not None
+    assert last["outliers_deflated"] is not None and last["eta"] == pytest.approx(64**0.45)
+
+
+def test_bf16_weights_are_analysed_as_a_float32_copy(tmp_path):
+    module, data = _setup(size=64)
+    monitor = SpectrumMonitor(k=8, histogram_every_n_steps=1, figure_every_n_steps=None)
+    _trainer([monitor], 1, precision="bf16-true").fit(module, data)
+    assert [r["step"] for r in monitor.history] == [0, 1]
+    assert all("bfloat16 weights analysed as a float32 copy" in r["theory_note"] for r in monitor.history)
+
+
+def test_histogram_of_a_large_weight_comes_from_the_density_estimate(tmp_path):
+    # rank 320 > 256: the histogram is the SLQ estimate with the engine's top values exact; its fixed-width bins
+    # stop at the cut, so the counts hold the bulk (min(N, d) minus the outliers above the last bin edge)
+    module, data = _setup(size=320)
+    monitor = SpectrumMonitor(k=8, histogram_every_n_steps=1, figure_every_n_steps=None)
+    logger = TensorBoardLogger(tmp_path, name="tb", version=0)
+    _trainer([monitor], 1, logger=logger).fit(module, data)
+    acc = _events(Path(logger.log_dir))
+    events = acc.Histograms("spectrum/W/singular_values")
+    assert [e.step for e in events] == [0, 1]
+    last = monitor.history[-1]
+    counts = events[-1].histogram_value.bucket
+    assert sum(counts) == 320 - last["outliers"]
+    assert events[-1].histogram_value.bucket_limit[-1] >= last["cut"]

@@ -110,6 +110,25 @@ class SpectralDensity(NamedTuple):
         """Number of singular values represented by the quadrature, ``size - len(top_values)``."""
         return self.size - self.top_values.numel()
 
+    def representative_values(self, grid_size: int = 4096) -> Tensor:
+        r"""``min(N, d)`` values distributed like the estimate, descending: the exact top values, then the bulk's
+        mid-quantiles :math:`F_{bulk}^{-1}((i - 1/2)/(n - k))` (for drawing a histogram of the whole spectrum).
+
+        Args:
+            grid_size: points of the CDF grid the bulk quantiles are interpolated from.
+
+        Returns:
+            float64 tensor of shape ``(min(N, d),)``.
+        """
+        upper = float(self.nodes.max()) if self.nodes.numel() else 0.0
+        if self.top_values.numel():
+            upper = max(upper, float(self.top_values[-1]))
+        grid = torch.linspace(0.0, max(upper, 1e-300) * 1.01, grid_size, dtype=torch.float64, device=self.nodes.device)
+        F = torch.cummax(self._bulk_cdf(grid), 0).values
+        levels = (torch.arange(self.bulk_size, dtype=torch.float64, device=grid.device) + 0.5) / max(self.bulk_size, 1)
+        bulk = _interp(levels, F + torch.arange(grid_size, device=grid.device) * 1e-15, grid)
+        return torch.cat([self.top_values, bulk.flip(0)])
+
     def _cells(self) -> list[tuple[Tensor, Tensor]]:
         # per probe: cell boundaries b (increasing) and cumulative weight at them (0 ... 1)
         cells = []

@@ -44,6 +44,8 @@ __all__ = [
     "Outliers",
     "SingularTriplets",
     "SnapshotSummary",
+    "SpectralTracker",
+    "TheoryInputs",
     "analyze_snapshot",
     "detect_outliers",
     "fit_soft_edge",
@@ -1192,3 +1194,109 @@ def _outlier_krylov(
         matvecs += Qn.shape[1]
         Q = torch.cat([Q, Qn], dim=1)
         P = torch.cat([P, Pn], dim=1)
+
+
+class TheoryInputs(NamedTuple):
+    """What the two-layer theory needs to analyse a snapshot (see :class:`SpectralTracker`).
+
+    Attributes:
+        a: second-layer weights, shape ``(N,)`` (``None``: no deflation, order-k fit or finite-N count).
+        alphas: :math:`\\alpha_1..\\alpha_t` of the steps taken (``None``: no asymptotic prediction).
+        a_kind: ``"gaussian"``, ``"rademacher"`` or ``"constant"``.
+        activation_coefficients: :math:`\\mu_0..\\mu_K` (to flag gapped activations).
+        B: orthonormal target directions, shape ``(d, r)`` (``None``: no alignments).
+    """
+
+    a: Tensor | None = None
+    alphas: Sequence[float] | None = None
+    a_kind: str = "gaussian"
+    activation_coefficients: Sequence[float] | None = None
+    B: Tensor | None = None
+
+
+class SpectralTracker:
+    r"""The spectral engine along a trajectory: one object per watched weight that owns what it remembers.
+
+    ``update(W_t, t)`` runs :func:`analyze_snapshot` warm-started from the previous analysis and with the
+    cached products :math:`W_{t-1}^\top Q_a` and :math:`W_0^\top Q_a` (so neither ``W_{t-1}`` nor ``W_0`` is
+    kept or read again). ``state_dict()`` / ``load_state_dict()`` carry that memory through a checkpoint, so a
+    resumed run's summaries equal an uninterrupted run's.
+
+    State: ``warm`` (right vectors of the last analysis, ``(d, p)``), ``products`` (``(step, W_step^T Q_a)``
+    of the last analysis, ``(d, K+1)``), ``W0_products`` (of step 0), ``last_step``.
+
+    Args:
+        k: top singular values to report.
+        max_order: highest order ``K`` of the left basis and order-k fit.
+        quantile: Tracy–Widom quantile of the cut.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> tracker = SpectralTracker(k=4)
+        >>> W = torch.randn(80, 60, generator=g, dtype=torch.float64) / 60**0.5
+        >>> tracker.update(W, 0).outliers, tracker.update(W * 1.01, 1).outliers
+        (0, 0)
+        >>> sorted(tracker.state_dict())
+        ['W0_products', 'last_step', 'products', 'products_step', 'warm']
+    """
+
+    def __init__(self, *, k: int = 32, max_order: int = 4, quantile: float = OUTLIER_QUANTILE) -> None:
+        self.k, self.max_order, self.quantile = k, max_order, quantile
+        self.warm: Tensor | None = None
+        self.products: tuple[int, Tensor] | None = None
+        self.W0_products: Tensor | None = None
+        self.last_step = -1
+
+    def update(
+        self,
+        W: Tensor,
+        step: int,
+        theory: TheoryInputs | None = None,
+        *,
+        W_prev: Tensor | None = None,
+        W0: Tensor | None = None,
+    ) -> SnapshotSummary:
+        """Analyse ``W_t`` (``(N, d)``) at step ``t``; ``W_prev`` / ``W0`` are needed only when the tracker has no
+        cached products for step ``t - 1`` / step 0 (a gap in the cadence, or a tracker started late)."""
+        theory = theory or TheoryInputs()
+        kwargs: dict[str, object] = {}
+        if theory.a is not None:
+            previous = self.products[1] if self.products is not None and self.products[0] == step - 1 else None
+            kwargs = {
+                "a": theory.a, "W_prev_products": previous, "W_prev": None if previous is not None else W_prev,
+                "W0_products": self.W0_products, "W0": None if self.W0_products is not None or step == 0 else W0,
+            }
+        warm = self.warm if self.warm is not None and self.warm.shape[0] == W.shape[1] else None
+        summary = analyze_snapshot(
+            W, B=theory.B, alphas=theory.alphas, a_kind=theory.a_kind,
+            activation_coefficients=theory.activation_coefficients, k=min(self.k, *W.shape),
+            max_order=self.max_order, quantile=self.quantile,
+            warm_start=None if warm is None else warm.to(device=W.device, dtype=W.dtype), **kwargs,
+        )
+        self.warm, self.last_step = summary.right_vectors, step
+        if summary.a_products is not None:
+            self.products = (step, summary.a_products)
+            if step == 0:
+                self.W0_products = summary.a_products
+        return summary
+
+    def state_dict(self) -> dict[str, Tensor | int | None]:
+        """Plain tensors and ints (CPU): loadable with ``torch.load(..., weights_only=True)``."""
+        return {
+            "warm": None if self.warm is None else self.warm.detach().cpu(),
+            "products": None if self.products is None else self.products[1].detach().cpu(),
+            "products_step": None if self.products is None else self.products[0],
+            "W0_products": None if self.W0_products is None else self.W0_products.detach().cpu(),
+            "last_step": self.last_step,
+        }
+
+    def load_state_dict(self, state: dict[str, Tensor | int | None], device: torch.device | str = "cpu") -> None:
+        """Restore :meth:`state_dict` onto ``device``."""
+        def _on(x: object) -> Tensor | None:
+            return x.to(device) if isinstance(x, Tensor) else None
+
+        self.warm = _on(state.get("warm"))
+        products, products_step = _on(state.get("products")), state.get("products_step")
+        self.products = None if products is None or products_step is None else (int(products_step), products)
+        self.W0_products = _on(state.get("W0_products"))
+        self.last_step = int(state.get("last_step", -1))
