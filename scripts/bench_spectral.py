@@ -1,33 +1,25 @@
-"""Benchmark the spectral engine against one GD step of the same shape (issue 5).
+"""Benchmark the spectral engine against one GD step of the same shape, on a real trajectory (issues 5, 10).
 
-For each size ``N = d = n`` (float32, one process, side by side) it builds a two-step
-trajectory with the shifted-tanh network, ``W1 = W0 + eta1 sqrt(N) G(W0)``,
-``W2 = W1 + eta2 sqrt(N) G(W1)``, and times on ``W2``:
-
-* one bare GD step (forward + ``G = (sigma'(X W^T) * r * a)^T X / (n sqrt(N))``),
-* full ``svdvals``,
-* cold top-k (``analyze_snapshot`` without warm start, ``W`` only),
-* warm top-k (warm-started from ``W1``'s right vectors, ``W`` only),
-* the complete warm snapshot analysis (``a``, ``B``, ``W_prev``, ``W0``, ``alphas``), warm-started
-  the way the callback runs it along a trajectory: ``warm_start`` and ``warm_start_deflated``
-  from ``W1``'s summary, ``W_prev_products`` / ``W0_products`` from the ``W1`` / ``W0``
-  summaries' ``a_products`` (so no pass over ``W1`` or ``W0``),
-
-and prints each as a ratio to the GD step, with the largest relative error of the outlier
-values against a float64 full SVD. With ``--weightwatcher`` (needs the optional ``bench`` extra) it also times
+For each size ``N = d = n`` (float32, one process, side by side) it trains spikelearn's network with its own data
+module: two spike-birth steps ``η = (N^0.35, 2 N^0.4)`` then small steps ``0.1 N^0.25``, and analyses every
+``W_t`` with one :class:`~spikelearn.functional.spectral.SpectralTracker` exactly as the monitor does (warm start
+and cached products). It prints each analysis as a ratio of process CPU time to one GD step (the closed-form
+``G(W)``: forward and backward GEMMs), the count beside the same rule applied to the float64 full spectrum, the
+largest relative error of the outlier values, and the columns multiplied by ``W`` or ``Wᵀ``. With ``--weightwatcher`` (needs the optional ``bench`` extra) it also times
 weightwatcher's ``analyze(mp_fit=True)`` against a cold ``analyze_snapshot`` on a planted-spike matrix
 ``X + U diag(strengths) Vᵀ`` (default 2048², strengths 3 and 1.5: both above the BBP threshold, the second
 only 0.17 above the edge), and reports each tool's outlier count beside the float64 reference count.
 
 Example::
 
-    python scripts/bench_spectral.py --sizes 1024 2048 4096
+    python scripts/bench_spectral.py --sizes 1024 2048 4096 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -56,52 +48,78 @@ def _gd_direction(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, a: torch.Te
     return D.T @ X / (n * math.sqrt(N))  # (N, d)
 
 
-def bench_size(size: int, repeats: int, k: int, seed: int = 0) -> dict[str, float]:
+def bench_size(
+    size: int, repeats: int, k: int, seed: int = 0, small_steps: int = 2, device: str = "cpu"
+) -> dict[str, object]:
+    """The tracker along a real trajectory at ``N = d = n = size``, each analysis as a ratio to one GD step.
+
+    Trajectory: spikelearn's data module (``he1`` target, fresh batches), shifted-tanh network,
+    ``η = (N^0.35, 2 N^0.4)`` for the spike-birth steps 1 and 2, then ``small_steps`` steps of ``0.1 N^0.25``.
+    Each ``W_t`` is analysed by one :class:`SpectralTracker` (warm start and cached products as the monitor runs
+    it); times are process CPU time on the CPU (robust on a shared machine) and synchronised wall time on a GPU,
+    medians of ``repeats`` re-runs of the same update from the same tracker state. The count is checked against the rule on the float64 full spectrum.
+    """
+    import copy
+
+    from spikelearn.data import GaussianDataModule
+    from spikelearn.functional import model as F
+    from spikelearn.functional.activations import get_activation
+    from spikelearn.functional.spectral import SpectralTracker, TheoryInputs, detect_outliers
+
     g = torch.Generator().manual_seed(seed)
     N = d = n = size
-    W0 = torch.randn(N, d, generator=g) / math.sqrt(d)
-    a = torch.randn(N, generator=g) / math.sqrt(N)
-    B = torch.linalg.qr(torch.randn(d, 1, generator=g))[0]  # (d, 1)
-    X1 = torch.randn(n, d, generator=g)
-    X2 = torch.randn(n, d, generator=g)
-    target = lambda X: (X @ B)[:, 0] + ((X @ B)[:, 0] ** 2 - 1) / math.sqrt(2)  # noqa: E731
-    alphas = (0.3, 0.25)
-    eta = [N**al for al in alphas]
-    W1 = W0 + eta[0] * math.sqrt(N) * _gd_direction(W0, X1, target(X1), a)
-    W2 = W1 + eta[1] * math.sqrt(N) * _gd_direction(W1, X2, target(X2), a)
-    y2 = target(X2)
+    W = F.init_first_layer(N, d, g, "gaussian").to(device)
+    a = F.init_second_layer(N, g, "gaussian").to(device)
+    act = get_activation("shifted_tanh")
+    data = GaussianDataModule(input_dim=d, batch_size=n, target="he1", seed=seed)
+    schedule = [(1.0, 0.35), (2.0, 0.4)] + [(0.1, 0.25)] * small_steps
+    X1, y1, _ = data.full_batch(1, device=device)
+    timeit = _cpu_timeit if device == "cpu" else _cuda_timeit
+    t_step = timeit(lambda: F.negative_gradient(W, a, X1, y1, act), repeats)
+    tracker = SpectralTracker(k=k)
+    rows = []
+    for t in range(len(schedule) + 1):
+        if t:
+            X, y, _ = data.full_batch(t, device=device)
+            W = F.gradient_step(W, F.negative_gradient(W, a, X, y, act), schedule[t - 1][0] * N ** schedule[t - 1][1])
+        theory = TheoryInputs(a=a, alphas=[al for _, al in schedule[:t]], B=data.directions.float().to(device))
+        before = copy.deepcopy(tracker)
+        t_snap = timeit(lambda: copy.deepcopy(before).update(W, t, theory), repeats)
+        summary = tracker.update(W, t, theory)
+        full = singular_values_full(W)
+        reference = detect_outliers(full[:128], N=N, d=d, frobenius_sq=float(W.double().square().sum()))
+        err = max((abs(v - float(e)) / float(e) for v, e in zip(summary.outlier_values, full)), default=0.0)
+        rows.append({
+            "step": t, "snapshot": t_snap / t_step, "outliers": summary.outliers,
+            "marginal": summary.outliers_marginal, "deflated": summary.outliers_deflated,
+            "reference": reference.count, "max_rel_err": err, "matvecs": summary.matvecs,
+        })
+    t_svd = timeit(lambda: torch.linalg.svdvals(W), 1)
+    return {"size": size, "step_s": t_step, "svdvals": t_svd / t_step, "steps": rows}
 
-    t_step = _timeit(lambda: _gd_direction(W1, X2, y2, a), repeats)
-    t_svd = _timeit(lambda: torch.linalg.svdvals(W2), 1)
-    first = analyze_snapshot(W0, a=a, k=k)
-    prev = analyze_snapshot(W1, a=a, k=k, warm_start=first.right_vectors,
-                            warm_start_deflated=first.deflated_right_vectors)
-    t_cold = _timeit(lambda: analyze_snapshot(W2, k=k), repeats)
-    t_warm = _timeit(lambda: analyze_snapshot(W2, k=k, warm_start=prev.right_vectors), repeats)
-    full = lambda: analyze_snapshot(  # noqa: E731
-        W2, a=a, B=B, W_prev=W1, W0=W0, alphas=alphas, k=k, warm_start=prev.right_vectors,
-        warm_start_deflated=prev.deflated_right_vectors, W_prev_products=prev.a_products,
-        W0_products=first.a_products,
-    )
-    t_full = _timeit(full, repeats)
-    summary = full()
-    exact = singular_values_full(W2)[: max(summary.outliers, 1)]
-    err = max(
-        (abs(v - float(e)) / float(e) for v, e in zip(summary.outlier_values, exact)), default=0.0
-    )
-    result = {
-        "size": size,
-        "step_s": t_step,
-        "svdvals": t_svd / t_step,
-        "cold_topk": t_cold / t_step,
-        "warm_topk": t_warm / t_step,
-        "snapshot": t_full / t_step,
-        "outliers": summary.outliers,
-        "outliers_deflated": summary.outliers_deflated,
-        "max_rel_err": err,
-        "matvecs": summary.matvecs,
-    }
-    return result
+
+def _cuda_timeit(fn: Callable[[], object], repeats: int) -> float:
+    """Median synchronised wall time of ``fn`` on a GPU (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _cpu_timeit(fn: Callable[[], object], repeats: int) -> float:
+    """Median process CPU time of ``fn`` (after one warm-up call), divided by the torch thread count."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return statistics.median(times) / torch.get_num_threads()
 
 
 def compare_weightwatcher(size: int = 2048, strengths: tuple[float, ...] = (3.0, 1.5), repeats: int = 3) -> dict:
@@ -153,6 +171,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (GPU: synchronised wall times)")
     parser.add_argument("--weightwatcher", action="store_true",
                         help="also compare with weightwatcher analyze(mp_fit=True) (optional `bench` extra)")
     parser.add_argument("--weightwatcher-size", type=int, default=2048)
@@ -160,21 +179,21 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, float32, CPU")
-    header = (
-        f"{'N=d=n':>6} {'step s':>7} {'svdvals':>8} {'cold':>7} {'warm':>7} {'snapshot':>9} "
-        f"{'n_out':>5} {'defl':>4} {'max rel err':>11} {'matvecs':>7}"
-    )
-    print(header)
+    load = os.getloadavg()[0]
+    print(f"load average {load:.2f}; ratios are process CPU time / threads, so a busy machine inflates both sides alike")
+    print(f"{'N=d=n':>6} {'step':>4} {'GD step s':>9} {'snapshot':>9} {'n_out':>5} {'marg':>4} {'defl':>4} "
+          f"{'float64':>7} {'max rel err':>11} {'matvecs':>7}")
     rows = []
     for size in args.sizes:
-        r = bench_size(size, args.repeats, args.k)
+        r = bench_size(size, args.repeats, args.k, device=args.device)
         rows.append(r)
-        print(
-            f"{size:>6} {r['step_s']:>7.3f} {r['svdvals']:>7.2f}x {r['cold_topk']:>6.2%} "
-            f"{r['warm_topk']:>6.2%} {r['snapshot']:>8.2%} {r['outliers']:>5} "
-            f"{r['outliers_deflated']:>4} {r['max_rel_err']:>11.2e} {r['matvecs']:>7}",
-            flush=True,
-        )
+        for s in r["steps"]:
+            print(
+                f"{size:>6} {s['step']:>4} {r['step_s']:>9.3f} {s['snapshot']:>8.1%} {s['outliers']:>5} "
+                f"{s['marginal']:>4} {s['deflated']:>4} {s['reference']:>7} {s['max_rel_err']:>11.1e} {s['matvecs']:>7}",
+                flush=True,
+            )
+        print(f"{size:>6} full svdvals: {r['svdvals']:.2f}x a GD step", flush=True)
     if args.weightwatcher:
         try:
             ww = compare_weightwatcher(args.weightwatcher_size, repeats=args.repeats)
