@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 from torch import Tensor
 
 from spikelearn.functional.rmt import mp_bulk_edge, mp_singular_density
@@ -129,8 +129,12 @@ def spectrum_figure(
         ax_bulk.axvline(cut, color="C3", ls=":", lw=1.5, label=f"TW cut = {cut:.3f}")
     beyond = len(values) - len(inside)
     if beyond:
-        ax_bulk.annotate(f"{beyond} larger value(s) off this axis →", xy=(0.98, 0.55), xycoords="axes fraction", ha="right", color="C3",
+        ax_bulk.annotate(f"{beyond} larger value(s) off this axis →", xy=(0.98, 0.22), xycoords="axes fraction", ha="right", color="C3",
                          bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "C3", "alpha": 0.9})
+    if cut is not None and bulk_edge is not None:
+        _edge_zoom(ax_bulk, values, outliers, status_of=list(outlier_status or []), lines=[
+            (edge_theory, "0.3", "--"), (bulk_edge_mp, "C0", "-."), (bulk_edge, "k", "-"), (cut, "C3", ":"),
+        ], margin=cut - bulk_edge)
     ax_bulk.set_xlim(0.0, x_max)
     ax_bulk.set_xlabel("singular value")
     ax_bulk.set_ylabel("density")
@@ -168,6 +172,7 @@ def spectrum_figure(
     if cut is not None:
         ax_top.axhline(cut, color="C3", ls=":", lw=1.2, label="cut")
     ax_top.set_yscale("log")
+    ax_top.yaxis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
     ax_top.yaxis.set_major_formatter(ScalarFormatter())
     ax_top.yaxis.set_minor_formatter(NullFormatter())
     ax_top.set_xlabel("rank i")
@@ -188,3 +193,31 @@ def spectrum_figure(
     ax_top.set_title(title)
     ax_top.legend(fontsize=8, loc="center right")  # the bulk sits low and left on the log axis
     return fig
+
+
+def _edge_zoom(
+    ax: object, values: list[float], outliers: list[float], *, status_of: list[str],
+    lines: list[tuple[float | None, str, str]], margin: float,
+) -> None:
+    """Inset at the bulk edge, where 1+√c, the MP edge, the fitted edge and the cut sit within a few percent:
+    the top values as a rug (bulk grey, clear outliers red, marginal orange) and the four lines."""
+    levels = [x for x, _, _ in lines if x is not None]
+    width = max(max(levels) - min(levels), 4.0 * max(margin, 1e-12))
+    lo, hi = min(levels) - 0.6 * width, max(levels) + 1.2 * width
+    inset = ax.inset_axes((0.66, 0.64, 0.32, 0.27))
+    near = [v for v in values if lo <= v <= hi]
+    colours = []
+    for v in near:
+        if v in outliers:
+            i = outliers.index(v)
+            colours.append("C1" if i < len(status_of) and status_of[i] == "marginal" else "C3")
+        else:
+            colours.append("0.45")
+    inset.vlines(near, 0.0, 1.0, colors=colours, lw=1.0)
+    for x, colour, style in lines:
+        if x is not None:
+            inset.axvline(x, color=colour, ls=style, lw=1.3)
+    inset.set_xlim(lo, hi)
+    inset.set_yticks([])
+    inset.tick_params(labelsize=7)
+    inset.set_title("zoom at the edge: top values", fontsize=7)
