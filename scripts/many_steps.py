@@ -140,7 +140,7 @@ def _figure(film: list[dict], readout: list[dict], args, N: int, d: int, n: int,
         ax.set_xlabel("step t")
         ax.set_ylabel(f"top {TOP} singular values")
         ax.set_title(f"{mode}: spectral film, N={N}, d={d}, n={n} (c=N/d={N / d:.3g})", fontsize=9)
-        ax.legend(fontsize=7, loc="lower left")  # s1 rises along the top: keep the legend clear of it
+        ax.legend(fontsize=7, loc="center right")  # between s1 (top) and the bulk edges (bottom)
         ax = axes[row, 1]
         ax.step(steps, [r["outliers"] for r in mine], where="post", color="C3", label="outliers (measured)")
         ax.step(steps, [r["outliers"] - (r["outliers_marginal"] or 0) for r in mine], where="post", color="C3", lw=0.8,

@@ -1264,7 +1264,9 @@ class SpectralTracker:
             previous = self.products[1] if self.products is not None and self.products[0] == step - 1 else None
             kwargs = {
                 "a": theory.a, "W_prev_products": previous, "W_prev": None if previous is not None else W_prev,
-                "W0_products": self.W0_products, "W0": None if self.W0_products is not None or step == 0 else W0,
+                "W0_products": self.W0_products,
+                # step 0 is its own reference (finite-N count 0); later W0 only when step 0 was never analysed
+                "W0": None if self.W0_products is not None else (W if step == 0 else W0),
             }
         warm = self.warm if self.warm is not None and self.warm.shape[0] == W.shape[1] else None
         summary = analyze_snapshot(
