@@ -26,6 +26,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa:
 from spikelearn._cli_errors import SpikelearnParser, run_reporting_errors  # noqa: E402
 from spikelearn.data import GaussianDataModule  # noqa: E402
 from spikelearn.module import TwoLayerModule, check_resume_config, load_checkpoint  # noqa: E402
+from spikelearn.run_lock import local_paths  # noqa: E402
 
 __all__ = [
     "CONFIG_NAMES",
@@ -143,13 +144,7 @@ def _output_dirs(trainer: Any) -> list[Path]:
     candidates: list[Any] = [trainer.default_root_dir]
     candidates += [getattr(logger, "save_dir", None) for logger in trainer.loggers]
     candidates += [getattr(callback, "dirpath", None) for callback in trainer.callbacks]
-    seen: list[Path] = []
-    for candidate in candidates:
-        if isinstance(candidate, (str, os.PathLike)) and "://" not in str(candidate):
-            path = Path(candidate).expanduser().absolute()
-            if path not in seen:
-                seen.append(path)
-    return seen
+    return local_paths(candidates)
 
 
 def _as_dict(value: Any) -> dict[str, Any] | None:

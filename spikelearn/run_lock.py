@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOCK_FILENAME", "RunDirectoryLock", "RunDirectoryLockedError", "lock_run_directories", "run_directories"]
+__all__ = [
+    "LOCK_FILENAME", "RunDirectoryLock", "RunDirectoryLockedError", "local_paths", "lock_run_directories", "run_directories",
+]
 
 LOCK_FILENAME = ".spikelearn.lock"
 """Name of the lock file in a run directory."""
@@ -110,6 +112,11 @@ def run_directories(trainer: Any) -> list[Path]:
     # Lightning warn that a fresh checkpoint directory "exists and is not empty"
     candidates += [getattr(callback, "dirpath", None) for callback in trainer.callbacks
                    if not isinstance(callback, ModelCheckpoint)]
+    return local_paths(candidates)
+
+
+def local_paths(candidates: list[Any]) -> list[Path]:
+    """The distinct local filesystem paths among ``candidates`` (``None`` and URLs such as ``s3://`` dropped)."""
     seen: list[Path] = []
     for candidate in candidates:
         if isinstance(candidate, (str, os.PathLike)) and "://" not in str(candidate):

@@ -56,13 +56,14 @@ at ``N = d = n = 4096`` on one CPU core, 10.2 % on two (``scripts/bench_density.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from spikelearn.functional._measure import tf32_off
 
 __all__ = ["SpectralDensity", "singular_value_density"]
 
@@ -271,19 +272,6 @@ class SpectralDensity(NamedTuple):
         return top + self.bulk_size * bulk
 
 
-@contextlib.contextmanager
-def _tf32_off(device: torch.device) -> Iterator[None]:
-    if device.type != "cuda":
-        yield
-        return
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = old
-
-
 _ROW_BLOCK = 256  # rows of M per fused block on the CPU (256 x 4096 float32 = 4 MiB)
 
 
@@ -387,7 +375,7 @@ def singular_value_density(
             else:  # left vectors U = W V / s (one thin product), for the N x N Gram
                 if bool((top <= 0).any()):
                     raise ValueError("`top_values` must be positive to deflate left vectors when N < d.")
-                with _tf32_off(dev):
+                with tf32_off(dev):
                     basis = (W @ V.to(W.dtype)).to(torch.float64) / top[None, :]
             Q = torch.linalg.qr(basis)[0]  # (n, k)
 
@@ -408,7 +396,7 @@ def singular_value_density(
     scale = torch.zeros((), dtype=torch.float64, device=dev)
     eps = torch.finfo(W.dtype).eps
     products = 0
-    with _tf32_off(dev), torch.no_grad():
+    with tf32_off(dev), torch.no_grad():
         for j in range(steps):
             y = _gram_rows(M, x.to(W.dtype)).to(torch.float64)  # (p, n): rows of A x
             products += 2

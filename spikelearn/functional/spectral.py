@@ -18,13 +18,14 @@ moved to the CPU. Formulas of random-matrix theory come from
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from spikelearn.functional._measure import tf32_off
 
 from spikelearn.functional.rmt import mp_bulk_edge, tracy_widom1_quantile, tracy_widom_margin, tracy_widom_scale
 from spikelearn.functional.theory import (
@@ -227,20 +228,6 @@ def _plain(value: object) -> object:
     return value
 
 
-@contextlib.contextmanager
-def _tf32_off(device: torch.device) -> Iterator[None]:
-    """Disable TF32 matmuls on CUDA while measuring (restored afterwards)."""
-    if device.type != "cuda":
-        yield
-        return
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = old
-
-
 def _check_matrix(W: Tensor, name: str = "W") -> None:
     if not isinstance(W, Tensor):
         raise ValueError(f"`{name}` must be a torch.Tensor, got {type(W).__name__}.")
@@ -435,7 +422,7 @@ def top_singular_triplets(
     width = min(d, k + oversample)
     V0 = _start_block(W, oversample if warm_start is not None else width, warm_start, seed)
     p = min(k + oversample, d)
-    with _tf32_off(W.device), torch.no_grad():
+    with tf32_off(W.device), torch.no_grad():
         trip, _, _ = _block_krylov(
             lambda X: W @ X,
             lambda X: _rmm(W, X),
@@ -937,7 +924,7 @@ def analyze_snapshot(
     rank = min(N, d)
     notes: list[str] = []
 
-    with _tf32_off(W.device), torch.no_grad():
+    with tf32_off(W.device), torch.no_grad():
         # --- top values of W with the outlier-and-window stopping rule ------------------
         width = min(d, k + 8) if warm_start is None else min(d, block_size)
         V0 = _start_block(W, width, warm_start, seed)
