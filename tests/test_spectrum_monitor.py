@@ -344,7 +344,7 @@ class _OwnTwoLayer(L.LightningModule):
 
 def test_a_users_own_two_layer_module_gets_the_theory_through_the_protocol(tmp_path):
     monitor = SpectrumMonitor(params="first.weight", k=8, histogram_every_n_steps=None, figure_every_n_steps=None)
-    _trainer([monitor], 2).fit(_OwnTwoLayer())
+    _trainer([monitor], 2, root=tmp_path).fit(_OwnTwoLayer())
     last = monitor.history[-1]
     assert last["predicted_outliers"] == 3 and last["order_strengths"] is not None
     assert last["outliers_deflated"] is not None and last["eta"] == pytest.approx(64**0.45)
@@ -353,7 +353,7 @@ def test_a_users_own_two_layer_module_gets_the_theory_through_the_protocol(tmp_p
 def test_bf16_weights_are_analysed_as_a_float32_copy(tmp_path):
     module, data = _setup(size=64)
     monitor = SpectrumMonitor(k=8, histogram_every_n_steps=1, figure_every_n_steps=None)
-    _trainer([monitor], 1, precision="bf16-true").fit(module, data)
+    _trainer([monitor], 1, root=tmp_path, precision="bf16-true").fit(module, data)
     assert [r["step"] for r in monitor.history] == [0, 1]
     assert all("bfloat16 weights analysed as a float32 copy" in r["theory_note"] for r in monitor.history)
 
