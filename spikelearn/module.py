@@ -42,7 +42,9 @@ RESUMABLE_FIELDS = frozenset(
 """Model / data fields a resume may change: they do not enter ``W_0 … W_T`` (readout and divergence guard only).
 Every other model and data field, and ``trainer.precision``, must equal the checkpoint's."""
 
-_W0_BYTES_PER_ENTRY = 8 + 8 + 4  # init_first_layer draws float64, scales it (a second float64), then casts
+def _W0_bytes(N: int, d: int) -> int:
+    """Peak bytes of drawing W0: the float32 result plus the float64 draw, whole up to 4M entries, else one block."""
+    return 4 * N * d + 16 * min(N * d, F.W0_ONE_SHOT_ENTRIES)
 
 
 class DivergenceError(RuntimeError):
@@ -109,7 +111,7 @@ class TwoLayerModule(L.LightningModule):
         self.a_kind = readout_init
         check_fits(
             f"`model.width` x `model.input_dim` = {self.width} x {self.input_dim} (drawing W0)",
-            self.width * self.input_dim * _W0_BYTES_PER_ENTRY,
+            _W0_bytes(self.width, self.input_dim),
         )
         generator = torch.Generator().manual_seed(seed)
         self.W = torch.nn.Parameter(F.init_first_layer(self.width, self.input_dim, generator, init))  # (N, d)

@@ -125,3 +125,16 @@ def test_readout_errors_match_a_numpy_ridge_fit():
     a_hat = np.linalg.solve(Phi[:80].T @ Phi[:80] + 80 * 1e-2 * np.eye(40), Phi[:80].T @ y[:80].numpy())
     assert errors.train_mse == pytest.approx(float(np.mean((Phi[:80] @ a_hat - y[:80].numpy()) ** 2)), rel=1e-10)
     assert errors.test_mse == pytest.approx(float(np.mean((Phi[80:] @ a_hat - y[80:].numpy()) ** 2)), rel=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(2048, 2048), (2100, 1030), (4099, 1025)])
+@pytest.mark.parametrize("kind", ["gaussian", "sphere"])
+def test_large_init_is_drawn_in_blocks_with_the_one_shot_values(shape, kind):
+    # issue 11 row 8: a large W0 is written into float32 from float64 row blocks (no full float64 copy), and its
+    # values are bit-identical to drawing it in one float64 piece, so runs keep their numbers
+    N, d = shape
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(N, d, generator=g, dtype=torch.float64)
+    expected = (X / (X.norm(dim=1, keepdim=True) if kind == "sphere" else math.sqrt(d))).to(torch.float32)
+    W0 = init_first_layer(N, d, torch.Generator().manual_seed(3), kind)
+    assert W0.dtype == torch.float32 and torch.equal(W0, expected)

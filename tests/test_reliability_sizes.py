@@ -21,16 +21,17 @@ def test_the_real_memory_is_read():
 
 
 def test_huge_width_and_input_dim_are_refused_before_drawing_W0(machine_with_10_gb):
-    # 160000 x 160000: W0 alone is 102 GB in float32 and its float64 draw 205 GB; nothing is allocated here
+    # 160000 x 160000: W0 is 102 GB in float32 (its float64 draw is one 64 MiB row block at a time); nothing is
+    # allocated here
     with pytest.raises(ValueError, match=r"`model.width` x `model.input_dim` = 160000 x 160000 \(drawing W0\) needs "
-                                         r"512 GB \(512000000000 bytes\) on cpu, but only 10 GB \(10000000000 bytes\) "
+                                         r"102 GB \(102467108864 bytes\) on cpu, but only 10 GB \(10000000000 bytes\) "
                                          r"are available"):
         TwoLayerModule(width=160_000, input_dim=160_000)
 
 
 def test_the_check_uses_the_memory_available(monkeypatch):
     monkeypatch.setattr(_memory, "_host_available", lambda: 10**6)
-    with pytest.raises(ValueError, match=r"needs 0.0205 GB \(20480000 bytes\) on cpu, but only 0.001 GB"):
+    with pytest.raises(ValueError, match=r"needs 0.0205 GB \(20480000 bytes\) on cpu, but only 0.001 GB"):  # small: one piece
         tiny_module(width=1024, input_dim=1000)
     monkeypatch.setattr(_memory, "_host_available", lambda: None)  # unknown: no check
     tiny_module(width=1024, input_dim=1000)

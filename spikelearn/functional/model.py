@@ -27,6 +27,7 @@ from spikelearn.functional.activations import Activation
 
 __all__ = [
     "INIT_KINDS",
+    "W0_ONE_SHOT_ENTRIES",
     "LOSSES",
     "READOUT_KINDS",
     "gradient_step",
@@ -66,9 +67,27 @@ def init_first_layer(
         True
     """
     _check_choice("init", kind, INIT_KINDS)
-    W0 = torch.randn(N, d, generator=generator, dtype=torch.float64)
-    W0 = W0 / (W0.norm(dim=1, keepdim=True) if kind == "sphere" else math.sqrt(d))
-    return W0.to(dtype)
+    if N * d <= W0_ONE_SHOT_ENTRIES or dtype == torch.float64:
+        return _scaled_rows(torch.randn(N, d, generator=generator, dtype=torch.float64), kind, d).to(dtype)
+    # large W0: drawn in float64 row blocks, scaled, and written into the run's dtype, so the float64 copy never
+    # exceeds one block; blocks of a multiple of 16 entries keep torch's CPU normal stream, and so the values,
+    # identical to the one-shot draw
+    W0 = torch.empty(N, d, dtype=dtype)
+    unit = 16 // math.gcd(d, 16)
+    rows = max(unit, (W0_ONE_SHOT_ENTRIES // d) // unit * unit)
+    for start in range(0, N, rows):
+        block = torch.randn(min(rows, N - start), d, generator=generator, dtype=torch.float64)
+        W0[start : start + rows] = _scaled_rows(block, kind, d)
+    return W0
+
+
+W0_ONE_SHOT_ENTRIES = 1 << 22
+"""Up to this many entries (32 MiB in float64) ``W0`` is drawn in one piece; larger ones in row blocks of this size."""
+
+
+def _scaled_rows(X: Tensor, kind: str, d: int) -> Tensor:
+    # rows of iid N(0, 1) -> N(0, 1/d) entries, or unit rows for the sphere init (float64)
+    return X / (X.norm(dim=1, keepdim=True) if kind == "sphere" else math.sqrt(d))
 
 
 def init_second_layer(N: int, generator: torch.Generator, kind: str = "gaussian", dtype: torch.dtype = torch.float32) -> Tensor:
