@@ -68,7 +68,7 @@ def check_params(pl_module: L.LightningModule, params: tuple[str, ...] | None, o
 
 @runtime_checkable
 class TwoLayerTheory(Protocol):
-    """What a module provides for the two-layer theory's fields (deflation, predictions, order-k fit, finite-N count).
+    r"""What a module provides for the two-layer theory's fields (deflation, predictions, order-k fit, finite-N count).
 
     Any LightningModule with these members gets them, not only spikelearn's
     :class:`~spikelearn.module.TwoLayerModule`:

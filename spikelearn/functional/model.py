@@ -234,6 +234,8 @@ def readout_errors(
         activation: ``σ``.
         ridge: ``λ >= 0`` (see :func:`ridge_readout`).
 
+    Half-precision inputs (``bfloat16``, ``float16``) are read out in float32, which linear solvers need.
+
     Example:
         >>> from spikelearn.functional.activations import get_activation
         >>> g = torch.Generator().manual_seed(0)
@@ -243,6 +245,8 @@ def readout_errors(
         >>> errors.train_mse < errors.test_mse < 1.0  # 1.0: the zero predictor's MSE, E y^2
         True
     """
+    work = torch.promote_types(W.dtype, torch.float32)  # bf16/fp16 weights: the solve needs float32 at least
+    W, X_fit, y_fit, X_test, y_test = (t.to(work) for t in (W, X_fit, y_fit, X_test, y_test))
     features_fit = network_features(W, X_fit, activation)  # (n_fit, N)
     a_hat = ridge_readout(features_fit, y_fit, ridge)  # (N,)
     train_mse = float(((features_fit @ a_hat - y_fit) ** 2).mean())
