@@ -185,8 +185,11 @@ def test_every_config_trains_one_step_or_names_the_bad_field(case):
     _check(*case, note=event)
 
 
+# CI draws the same 250 configs every run (a gate must not fail by chance: a random draw once found the bf16
+# readout bug only in CI); to explore new configs locally set "derandomize": False here and run
+#   pytest tests/test_reliability_configs.py -k many --hypothesis-seed=$RANDOM
 @pytest.mark.slow
-@settings(max_examples=250, **{**_SETTINGS, "derandomize": False})
+@settings(max_examples=250, **_SETTINGS)
 @given(configs(corrupt_max=3))
 def test_every_config_trains_one_step_or_names_the_bad_field_many(case):
     _check(*case, note=event)
