@@ -11,11 +11,18 @@ Where it goes:
 
 * ``spectra.jsonl`` (in the logger's ``log_dir``, or ``dirpath``): one JSON line per analysed step and
   weight: ``step``, ``eta``, ``param``, ``N``, ``d``, ``aspect_ratio``, every
-  :class:`~spikelearn.functional.spectral.SnapshotSummary` field, and ``analysis_seconds``.
+  :class:`~spikelearn.functional.spectral.SnapshotSummary` field, ``analysis_seconds`` and, under DDP, ``rank``.
 * every logger: scalars ``spectrum/<param>/...`` (counts, edges, top values, outliers, alignments,
   order strengths) at step ``t``.
 * TensorBoard loggers: histogram ``spectrum/<param>/singular_values`` of the full spectrum (fixed-width
   linear bins), figure ``spectrum/<param>/figure`` on its cadence (also saved as PNG under ``figures/``).
+
+Under DDP (``trainer.world_size > 1``) ``W_t`` is the same on every rank, so the watched weights are spread over
+the ranks: weight ``i`` of ``params`` is analysed by rank ``i % world_size``, which keeps its tracker and its
+``W_{t-1}``. Each rank sends rank zero its records (with ``rank``, the rank that analysed it), the histogram's
+buckets and the figure's values (never ``W``); rank zero writes and logs them once, in the order of ``params``, as a
+1-process run does. A checkpoint gathers every rank's trackers, keyed by weight name, so a run resumes under any
+world size.
 """
 
 from __future__ import annotations
@@ -26,12 +33,14 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import numpy as np
 import torch
+import torch.distributed
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
@@ -62,6 +71,27 @@ _NOT_TWO_LAYER = (
     "spikelearn.callbacks.TwoLayerTheory), so the theory's predictions, deflation, order-k fit and left alignments "
     "are null"
 )
+
+
+class _Histogram(NamedTuple):
+    """Fixed-width linear buckets of a spectrum; the fields are ``SummaryWriter.add_histogram_raw``'s arguments."""
+
+    min: float
+    max: float
+    num: float
+    sum: float
+    sum_squares: float
+    bucket_limits: list[float]
+    bucket_counts: list[float]
+
+
+class _Analysis(NamedTuple):
+    """What rank zero needs to write and log one weight at one step: small, plain, picklable (never ``W``)."""
+
+    record: dict[str, Any]
+    histogram: _Histogram | None  # when the histogram is due and a TensorBoard logger takes it
+    figure_values: list[float] | None  # the spectrum (or its representative values) when the figure is due
+    locations: list[float] | None  # BGN predicted locations, for the figure
 
 
 def _number(value: Any) -> float | None:
@@ -123,6 +153,9 @@ def record_scalars(record: dict[str, Any], top_k: int = 8) -> dict[str, float]:
 class SpectrumMonitor(Callback):
     """Analyse the spectrum of watched weights after chosen steps; log to TensorBoard and ``spectra.jsonl``.
 
+    Under DDP the watched weights are spread over the ranks (weight ``i`` on rank ``i % world_size``); their records
+    are gathered to rank zero and written once, as in a 1-process run.
+
     Args:
         params: name(s) of 2-D parameters to watch; default ``"W"``, the first layer of spikelearn's
             :class:`~spikelearn.module.TwoLayerModule` (required for any other module).
@@ -147,7 +180,7 @@ class SpectrumMonitor(Callback):
             converged top values exact; Kolmogorov distance ~0.01 at N = 2048). Ranks up to 256 always use the exact one.
 
     Attributes:
-        history: the records written to ``spectra.jsonl``, in order (restored from it on resume).
+        history: the records written to ``spectra.jsonl``, in order (restored from it on resume); on rank zero only.
         record_path: the ``spectra.jsonl`` path (set at ``setup``).
     """
 
@@ -198,41 +231,55 @@ class SpectrumMonitor(Callback):
         self._trackers: dict[str, SpectralTracker] = {}
         self._restored: dict[str, Any] | None = None
         self._last_step = -1
+        # set in setup: this process's rank, the world size, whether records are gathered (a process group exists)
+        # and the weights this rank analyses (all of them in a 1-process run)
+        self._rank, self._world_size, self._sharded = 0, 1, False
+        self._owned: tuple[str, ...] = ()
+        self._tensorboard = False
 
     # ================================================================== hooks: when
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._names = check_params(pl_module, self.params, type(self).__name__)
         # trainer.log_dir broadcasts from rank zero: resolve it here, on every rank, never in rank-zero code
         self.record_path = run_directory(trainer, self.dirpath) / RECORD_FILENAME
+        self._rank, self._world_size = trainer.global_rank, trainer.world_size
+        self._sharded = self._world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+        if self._sharded:  # round robin: weight i on rank i % world_size
+            self._owned = self._names[self._rank::self._world_size]
+        else:  # one process (or no process group to gather over): rank zero analyses every weight
+            self._owned = self._names if trainer.is_global_zero else ()
+        # the owner computes the histogram's buckets when rank zero will log them (every rank has the same loggers)
+        self._tensorboard = any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers)
         module = two_layer(pl_module)
         if module is not None and self._mu is None:
             self._mu = activation_coefficients(module.activation, self.max_order + 1).tolist()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
+        # every rank: under DDP each analyses its share and all of them meet in the gather
         assert self.record_path is not None  # set in setup
-        self.record_path.parent.mkdir(parents=True, exist_ok=True)
+        if trainer.is_global_zero:
+            self.record_path.parent.mkdir(parents=True, exist_ok=True)
         step = trainer.global_step
         self._last_step = step
         if step == 0:
-            if self.record_path.exists() and self.record_path.stat().st_size:
-                rank_zero_warn(f"SpectrumMonitor: replacing the record of an earlier run at {self.record_path}.")
-            rewrite_records(self.record_path, [])
+            if trainer.is_global_zero:
+                if self.record_path.exists() and self.record_path.stat().st_size:
+                    rank_zero_warn(f"SpectrumMonitor: replacing the record of an earlier run at {self.record_path}.")
+                rewrite_records(self.record_path, [])
             self.history = []
             self._trackers = {}
             self._analyse(trainer, pl_module, 0)
         else:
-            self._resume_record(step, pl_module)
+            self._resume_record(trainer, step, pl_module)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         # keep W_{t-1} for the order-k fit of the update of a step that will be analysed, unless the engine already
         # holds W_{t-1}ᵀ Q_a from analysing step t-1
         step = trainer.global_step
-        if trainer.is_global_zero and two_layer(pl_module) is not None and step + 1 in self.cadence:
+        if two_layer(pl_module) is not None and step + 1 in self.cadence:
             self._W_prev = {
                 name: pl_module.get_parameter(name).detach().clone()
-                for name in self._names
+                for name in self._owned  # this rank's share
                 if self._tracker(name).last_step != step
             }
 
@@ -240,8 +287,8 @@ class SpectrumMonitor(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if not trainer.is_global_zero or step == self._last_step:
-            return  # other ranks, or no optimizer step happened (gradient accumulation)
+        if step == self._last_step:
+            return  # no optimizer step happened (gradient accumulation): the same on every rank
         self._last_step = step
         if step in self.cadence:
             self._analyse(trainer, pl_module, step)
@@ -249,51 +296,100 @@ class SpectrumMonitor(Callback):
 
     # ================================================================== what (the engine) and bookkeeping
     def _analyse(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        """Analyse this rank's share at ``step``; rank zero writes and logs every weight, in the order of ``params``.
+
+        Under DDP every rank comes here at the same steps (the cadence is the same everywhere) and meets the others
+        in two collectives, even when it owns no weight: first whether any rank failed (then every rank raises,
+        instead of the others waiting in the gather for ever), then the gather of the analyses to rank zero.
+        """
+        if not self._sharded:  # one process: analyse, write and log each weight in turn
+            for name in self._owned:
+                self._publish(trainer, self._measure(trainer, pl_module, name, step))
+            return
+        share: list[_Analysis] = []
+        failure: Exception | None = None
+        try:
+            share = [self._measure(trainer, pl_module, name, step) for name in self._owned]
+        except Exception as err:  # noqa: BLE001 - re-raised below, once every rank knows
+            failure = err
+        self._agree_on_failure(step, failure)
+        shares: list[list[_Analysis]] | None = [[] for _ in range(self._world_size)] if self._rank == 0 else None
+        torch.distributed.gather_object(share, shares, dst=0)
+        if shares is None:
+            return
+        by_name = {analysis.record["param"]: analysis for gathered in shares for analysis in gathered}
+        for name in self._names:
+            self._publish(trainer, by_name[name])
+
+    def _agree_on_failure(self, step: int, failure: Exception | None) -> None:
+        """Every rank learns whether one failed; the failed rank re-raises its error, the others raise its message."""
+        failures: list[tuple[str, str] | None] = [None] * self._world_size
+        torch.distributed.all_gather_object(
+            failures, None if failure is None else (type(failure).__name__, str(failure))
+        )
+        if failure is not None:
+            raise failure
+        for rank, failed in enumerate(failures):
+            if failed is not None:
+                kind, message = failed
+                where = f"raised on rank {rank}, which analyses {list(self._names[rank::self._world_size])}"
+                if kind == "ValueError":  # stays one: the CLI reports it as a user error, in one line
+                    raise ValueError(f"{message} ({where})")
+                raise RuntimeError(f"SpectrumMonitor at step {step}: {kind}: {message} ({where})")
+
+    def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str, step: int) -> _Analysis:
+        """Analyse one weight on this rank: its record, and the histogram's buckets and figure's values when due."""
         module = two_layer(pl_module)
         figure_due = self._figure_due(step)
         histogram_due = self.histogram_every_n_steps is not None and step % self.histogram_every_n_steps == 0
-        for name in self._names:
-            W = pl_module.get_parameter(name).detach()  # (N, d), measured where it lives
-            N, d = W.shape
-            B = target_directions(trainer, d)
-            theory = None
-            if module is not None:
-                theory = TheoryInputs(
-                    a=module.a.detach(), alphas=module.schedule.exponents(step), a_kind=module.a_kind,
-                    activation_coefficients=self._mu, B=None if B is None else B.to(W.device),
-                )
-            elif B is not None:
-                theory = TheoryInputs(B=B.to(W.device))
-            measured = W if W.dtype in (torch.float32, torch.float64) else W.float()  # bf16/fp16: a float32 copy
-            start = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*outside the theory.*")  # kept in theory_note
-                try:
-                    summary = self._tracker(name).update(measured, step, theory, W_prev=self._W_prev.get(name))
-                except ValueError as err:
-                    if "must be finite" not in str(err):
-                        raise
-                    raise ValueError(f"SpectrumMonitor: parameter {name!r} at step {step} is not finite: {err}") from err
-            elapsed = time.perf_counter() - start
-            record: dict[str, Any] = {
-                "step": step,
-                "eta": module.eta(step) if module is not None and step > 0 else None,
-                "param": name,
-                "N": N,
-                "d": d,
-                "aspect_ratio": N / d,
-                **summary.to_json_dict(),
-                "analysis_seconds": elapsed,
-            }
-            notes = [] if module is not None else [_NOT_TWO_LAYER.format(model=type(pl_module).__name__)]
-            if measured is not W:
-                notes.append(f"{W.dtype} weights analysed as a float32 copy")
-            if notes:
-                record["theory_note"] = "; ".join(notes + ([record["theory_note"]] if record.get("theory_note") else []))
-            spectrum = self._spectrum(measured, summary) if (histogram_due or figure_due) else None
-            self._write(record)
-            self._log(trainer, record, spectrum if histogram_due else None, spectrum if figure_due else None,
-                      summary.predicted_locations)
+        W = pl_module.get_parameter(name).detach()  # (N, d), measured where it lives
+        N, d = W.shape
+        B = target_directions(trainer, d)
+        theory = None
+        if module is not None:
+            theory = TheoryInputs(
+                a=module.a.detach(), alphas=module.schedule.exponents(step), a_kind=module.a_kind,
+                activation_coefficients=self._mu, B=None if B is None else B.to(W.device),
+            )
+        elif B is not None:
+            theory = TheoryInputs(B=B.to(W.device))
+        measured = W if W.dtype in (torch.float32, torch.float64) else W.float()  # bf16/fp16: a float32 copy
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*outside the theory.*")  # kept in theory_note
+            try:
+                summary = self._tracker(name).update(measured, step, theory, W_prev=self._W_prev.get(name))
+            except ValueError as err:
+                if "must be finite" not in str(err):
+                    raise
+                raise ValueError(f"SpectrumMonitor: parameter {name!r} at step {step} is not finite: {err}") from err
+        elapsed = time.perf_counter() - start
+        record: dict[str, Any] = {
+            "step": step,
+            "eta": module.eta(step) if module is not None and step > 0 else None,
+            "param": name,
+            "N": N,
+            "d": d,
+            "aspect_ratio": N / d,
+            **summary.to_json_dict(),
+            "analysis_seconds": elapsed,
+            **({"rank": self._rank} if self._world_size > 1 else {}),
+        }
+        notes = [] if module is not None else [_NOT_TWO_LAYER.format(model=type(pl_module).__name__)]
+        if measured is not W:
+            notes.append(f"{W.dtype} weights analysed as a float32 copy")
+        if notes:
+            record["theory_note"] = "; ".join(notes + ([record["theory_note"]] if record.get("theory_note") else []))
+        histogram_due = histogram_due and self._tensorboard
+        spectrum = self._spectrum(measured, summary) if (histogram_due or figure_due) else None
+        figure_values = None
+        if figure_due:
+            values = spectrum.representative_values() if isinstance(spectrum, SpectralDensity) else spectrum
+            figure_values = values.detach().cpu().to(torch.float64).tolist()  # (min(N, d),)
+        return _Analysis(
+            record, self._histogram(record, spectrum) if histogram_due else None, figure_values,
+            summary.predicted_locations,
+        )
 
     def _tracker(self, name: str) -> SpectralTracker:
         if name not in self._trackers:
@@ -310,55 +406,57 @@ class SpectrumMonitor(Callback):
             top_vectors=summary.right_vectors[:, :k],
         )
 
+    def _histogram(self, record: dict[str, Any], spectrum: Tensor | SpectralDensity) -> _Histogram:
+        """Fixed-width bins over the bulk, up to the cut: the bulk fills the chart; outliers are their own scalars."""
+        width = mp_bulk_edge(record["aspect_ratio"]) / self.histogram_bins_per_edge
+        top = max(float(record.get("cut") or 0.0), float(record["singular_values"][min(1, len(record["singular_values"]) - 1)]))
+        edges = np.arange(0.0, (math.floor(top / width) + 2) * width, width)
+        if isinstance(spectrum, SpectralDensity):
+            counts = spectrum.histogram(torch.from_numpy(edges), integer=True, fold_outside=False)
+            total = float(counts.sum())
+            mean_sq = spectrum.trace(torch.square)
+        else:
+            values = spectrum.detach().cpu().to(torch.float64)
+            counts = torch.histogram(values[values < edges[-1]], bins=torch.from_numpy(edges)).hist
+            total, mean_sq = float(counts.sum()), float(values.square().sum())
+        return _Histogram(
+            min=0.0, max=float(edges[-1]), num=total,
+            sum=float((counts * torch.from_numpy(0.5 * (edges[1:] + edges[:-1]))).sum()), sum_squares=mean_sq,
+            bucket_limits=edges[1:].tolist(), bucket_counts=counts.tolist(),
+        )
+
     def _figure_due(self, step: int) -> bool:
         if self.figure_every_n_steps is None:
             return False
         return step <= self.figure_first_k or step % self.figure_every_n_steps == 0
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _publish(self, trainer: L.Trainer, analysis: _Analysis) -> None:
+        """Rank zero: append the record to ``spectra.jsonl`` and ``history``, and log it."""
         assert self.record_path is not None
-        append_record(self.record_path, record)
-        self.history.append(record)
+        append_record(self.record_path, analysis.record)
+        self.history.append(analysis.record)
+        self._log(trainer, analysis)
 
     # ================================================================== where
-    def _log(
-        self,
-        trainer: L.Trainer,
-        record: dict[str, Any],
-        histogram: Tensor | None,
-        figure: Tensor | None,
-        locations: list[float] | None,
-    ) -> None:
+    def _log(self, trainer: L.Trainer, analysis: _Analysis) -> None:
+        """Rank zero: the record's scalars to every logger; histogram and figure (when due) to TensorBoard."""
+        record, locations = analysis.record, analysis.locations
         step, name = record["step"], record["param"]
         scalars = record_scalars(record, self.log_top_k)
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=step)
         writers = tensorboard_writers(trainer)
-        if histogram is not None and writers:
-            # fixed-width bins over the bulk, up to the cut: the bulk fills the chart; outliers are their own scalars
-            width = mp_bulk_edge(record["aspect_ratio"]) / self.histogram_bins_per_edge
-            top = max(float(record.get("cut") or 0.0), float(record["singular_values"][min(1, len(record["singular_values"]) - 1)]))
-            edges = np.arange(0.0, (math.floor(top / width) + 2) * width, width)
-            if isinstance(histogram, SpectralDensity):
-                counts = histogram.histogram(torch.from_numpy(edges), integer=True, fold_outside=False)
-                total = float(counts.sum())
-                mean_sq = histogram.trace(torch.square)
-            else:
-                values = histogram.detach().cpu().to(torch.float64)
-                counts = torch.histogram(values[values < edges[-1]], bins=torch.from_numpy(edges)).hist
-                total, mean_sq = float(counts.sum()), float(values.square().sum())
+        if analysis.histogram is not None:
             for writer in writers:
                 writer.add_histogram_raw(
-                    f"spectrum/{name}/singular_values", min=0.0, max=float(edges[-1]), num=total,
-                    sum=float((counts * torch.from_numpy(0.5 * (edges[1:] + edges[:-1]))).sum()), sum_squares=mean_sq,
-                    bucket_limits=edges[1:].tolist(), bucket_counts=counts.tolist(), global_step=step,
+                    f"spectrum/{name}/singular_values", **analysis.histogram._asdict(), global_step=step
                 )
-        if figure is None:
+        if analysis.figure_values is None:
             return
         from spikelearn.plotting import spectrum_figure
 
         fig = spectrum_figure(
-            figure.representative_values() if isinstance(figure, SpectralDensity) else figure,
+            analysis.figure_values,
             N=record["N"],
             d=record["d"],
             bulk_edge=record.get("bulk_edge"),
@@ -384,25 +482,30 @@ class SpectrumMonitor(Callback):
             writer.add_figure(f"spectrum/{name}/figure", fig, global_step=step, close=False)
 
     # ================================================================== resume
-    def _resume_record(self, step: int, pl_module: L.LightningModule) -> None:
-        """Continue the record of the checkpointed run up to ``step``; drop what came after it."""
+    def _resume_record(self, trainer: L.Trainer, step: int, pl_module: L.LightningModule) -> None:
+        """Continue the record of the checkpointed run up to ``step``; drop what came after it.
+
+        Rank zero rewrites the record; every rank loads the trackers of its own share (keyed by weight name, so a
+        checkpoint of any world size resumes under any other).
+        """
         assert self.record_path is not None
-        source = Path(self._restored["record_path"]) if self._restored else self.record_path
-        if source.exists():
-            kept = [r for r in read_records(source, drop_truncated=True) if r.get("step", -1) <= step]
-        else:
-            kept = []
-            rank_zero_warn(
-                f"SpectrumMonitor: resuming at step {step} but the earlier record {source} is gone; "
-                f"{self.record_path} starts at step {step + 1}."
-            )
-        rewrite_records(self.record_path, kept)
-        self.history = kept
+        if trainer.is_global_zero:
+            source = Path(self._restored["record_path"]) if self._restored else self.record_path
+            if source.exists():
+                kept = [r for r in read_records(source, drop_truncated=True) if r.get("step", -1) <= step]
+            else:
+                kept = []
+                rank_zero_warn(
+                    f"SpectrumMonitor: resuming at step {step} but the earlier record {source} is gone; "
+                    f"{self.record_path} starts at step {step + 1}."
+                )
+            rewrite_records(self.record_path, kept)
+            self.history = kept
         if not self._restored:
             return
         self._trackers = {}
         for name, state in (self._restored.get("trackers") or {}).items():
-            if name in self._names:
+            if name in self._owned:
                 self._tracker(name).load_state_dict(state, pl_module.device)
 
     @property
@@ -411,11 +514,24 @@ class SpectrumMonitor(Callback):
         return self._generate_state_key(params=self.params, dirpath=None if self.dirpath is None else str(self.dirpath))
 
     def state_dict(self) -> dict[str, Any]:
+        """The record's path, the last step and every watched weight's tracker state (keyed by weight name).
+
+        Under DDP this gathers the ranks' trackers to rank zero (whose state the checkpoint keeps), so it must be
+        called on every rank, as ``Trainer.save_checkpoint`` does (its ``dump_checkpoint`` calls every callback's
+        ``state_dict`` on every rank, and it ends in a barrier anyway).
+        """
         # the engines' memory travels with the checkpoint, so a resumed run's records equal an uninterrupted run's
+        trackers = {name: tracker.state_dict() for name, tracker in self._trackers.items()}
+        if self._sharded and torch.distributed.is_initialized():
+            shares: list[dict[str, Any]] | None = [{} for _ in range(self._world_size)] if self._rank == 0 else None
+            torch.distributed.gather_object(trackers, shares, dst=0)
+            if shares is not None:
+                gathered = {name: state for share in shares for name, state in share.items()}
+                trackers = {name: gathered[name] for name in self._names if name in gathered}
         return {
             "record_path": None if self.record_path is None else str(self.record_path),
             "last_step": self._last_step,
-            "trackers": {name: tracker.state_dict() for name, tracker in self._trackers.items()},
+            "trackers": trackers,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
