@@ -64,6 +64,9 @@ __all__ = ["RECORD_FILENAME", "SpectrumMonitor", "record_scalars"]
 RECORD_FILENAME = "spectra.jsonl"
 """Name of the run record in the run directory."""
 
+DEFAULT_PER_DECADE = 4
+"""Analyses per decade of steps when neither ``every_n_steps`` nor ``per_decade`` is given."""
+
 _EXACT_BELOW = 256  # up to this rank the exact spectrum costs less than its estimate
 
 _NOT_TWO_LAYER = (
@@ -92,6 +95,11 @@ class _Analysis(NamedTuple):
     histogram: _Histogram | None  # when the histogram is due and a TensorBoard logger takes it
     figure_values: list[float] | None  # the spectrum (or its representative values) when the figure is due
     locations: list[float] | None  # BGN predicted locations, for the figure
+
+
+def _on_log_grid(step: int, per_decade: int) -> bool:
+    """``step`` is one of ``round(10^(i / per_decade))``, ``i >= 0`` (as :class:`Cadence` after ``first_k``)."""
+    return step >= 1 and step in Cadence(0, 1, per_decade)
 
 
 def _number(value: Any) -> float | None:
@@ -162,18 +170,29 @@ class SpectrumMonitor(Callback):
         dirpath: directory of ``spectra.jsonl`` and ``figures/``; default the logger's ``log_dir``
             (``default_root_dir`` without a logger).
         first_k: analyse every step ``t <= first_k`` (step 0 is always analysed).
-        every_n_steps: after ``first_k``, analyse steps divisible by this.
-        per_decade: after ``first_k``, analyse ``round(10^(i/per_decade))`` instead (log-spaced).
+        every_n_steps: after ``first_k``, analyse steps divisible by this (linear cadence).
+        per_decade: after ``first_k``, analyse the steps ``round(10^(i/per_decade))`` (log-spaced). Give at most
+            one of ``every_n_steps`` and ``per_decade``; with neither, ``per_decade=4``
+            (0, 1, 2, 3, 6, 10, 18, 32, 56, 100, …: 4 analyses per decade).
+        last_step: also analyse the run's last step (``trainer.max_steps``), histogram it and draw its figure, so
+            the final state is always in the record, whatever the cadence.
         k: top singular values to compute (passed to the engine; capped at ``min(N, d)``).
         max_order: highest order ``K`` of the left basis ``a, a^{∘2}, …`` and of the order-k fit.
         quantile: Tracy–Widom quantile of the outlier margin.
         log_top_k: how many top values / outliers get their own scalar tag.
         histogram_every_n_steps: log the histogram of the whole spectrum at analysed steps divisible by this
-            (step 0 included); ``None`` never. It costs ~10 % of a GD step at N = 4096 (see ``exact_spectrum``).
+            (step 0 included). It costs ~10 % of a GD step at N = 4096 (see ``exact_spectrum``).
+        histogram_per_decade: also at analysed steps ``round(10^(i/histogram_per_decade))`` and step 0; default
+            1 (steps 0, 1, 10, 100, …). With both ``None`` no histogram is logged.
         histogram_bins_per_edge: histogram bin width is ``(1 + √c) / histogram_bins_per_edge`` (linear bins of
             fixed width, aligned at 0, so steps are comparable).
-        figure_first_k: draw the figure at every analysed step ``t <= figure_first_k``.
-        figure_every_n_steps: then at analysed steps divisible by this; ``None`` never draws figures.
+        figure_first_k: draw the figure at every analysed step ``t <= figure_first_k`` (``None``: none).
+        figure_every_n_steps: and at analysed steps divisible by this (``None``: none).
+        figure_per_decade: and at analysed steps ``round(10^(i/figure_per_decade))`` (``None``: none).
+        figure_last_step: and at the last step (with ``last_step``). A figure costs ~0.25 s of CPU (one Agg
+            draw serves the PNG and TensorBoard), more than 100 steps of a small MLP, so by default none is drawn
+            during training: ``spikelearn report RUN_DIR`` draws the whole film from the record afterwards, and
+            the packaged two-step configs ask for the figures of steps 0-2.
         save_figures: also save each figure as ``figures/spectrum_<param>_step<t>.png``.
         exact_spectrum: histograms and figures from the exact full spectrum (a float64 ``O(min(N,d)^3)``
             eigensolve) instead of the default stochastic-Lanczos estimate (32 products with ``W``; the engine's
@@ -189,37 +208,54 @@ class SpectrumMonitor(Callback):
         params: str | Sequence[str] | None = None,
         dirpath: str | os.PathLike[str] | None = None,
         first_k: int = 0,
-        every_n_steps: int = 1,
+        every_n_steps: int | None = None,
         per_decade: int | None = None,
+        last_step: bool = True,
         k: int = 32,
         max_order: int = 4,
         quantile: float = OUTLIER_QUANTILE,
         log_top_k: int = 8,
-        histogram_every_n_steps: int | None = 1,
+        histogram_every_n_steps: int | None = None,
+        histogram_per_decade: int | None = 1,
         histogram_bins_per_edge: int = 40,
-        figure_first_k: int = 3,
-        figure_every_n_steps: int | None = 10,
+        figure_first_k: int | None = None,
+        figure_every_n_steps: int | None = None,
+        figure_per_decade: int | None = None,
+        figure_last_step: bool = False,
         save_figures: bool = True,
         exact_spectrum: bool = False,
     ) -> None:
         self.params = normalize_params(params)
         self.dirpath = None if dirpath is None else Path(dirpath)
-        self.cadence = Cadence(first_k, every_n_steps, per_decade)
+        if every_n_steps is not None and per_decade is not None:
+            raise ValueError(f"give at most one of `every_n_steps` ({every_n_steps!r}) and `per_decade` ({per_decade!r}).")
+        if every_n_steps is None and per_decade is None:
+            per_decade = DEFAULT_PER_DECADE
+        self.cadence = Cadence(first_k, 1 if every_n_steps is None else every_n_steps, per_decade)
         for name, value, low in (("k", k, 1), ("max_order", max_order, 0), ("log_top_k", log_top_k, 0),
-                                 ("histogram_bins_per_edge", histogram_bins_per_edge, 1),
-                                 ("figure_first_k", figure_first_k, 0)):
+                                 ("histogram_bins_per_edge", histogram_bins_per_edge, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
-        for name, value in (("histogram_every_n_steps", histogram_every_n_steps),
-                            ("figure_every_n_steps", figure_every_n_steps)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"`{name}` must be an integer >= 1 or None, got {value!r}.")
+        for name, value, low in (("histogram_every_n_steps", histogram_every_n_steps, 1),
+                                 ("histogram_per_decade", histogram_per_decade, 1),
+                                 ("figure_first_k", figure_first_k, 0),
+                                 ("figure_every_n_steps", figure_every_n_steps, 1),
+                                 ("figure_per_decade", figure_per_decade, 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"`{name}` must be an integer >= {low} or None, got {value!r}.")
+        for name, value in (("last_step", last_step), ("figure_last_step", figure_last_step)):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{name}` must be true or false, got {value!r}.")
+        self.last_step, self.figure_last_step = last_step, figure_last_step
         if not (isinstance(quantile, float) and 0.5 <= quantile <= 0.9999):
             raise ValueError(f"`quantile` must be a float in [0.5, 0.9999], got {quantile!r}.")
         self.k, self.max_order, self.quantile, self.log_top_k = k, max_order, quantile, log_top_k
-        self.histogram_every_n_steps = histogram_every_n_steps
+        self.histogram_every_n_steps, self.histogram_per_decade = histogram_every_n_steps, histogram_per_decade
         self.histogram_bins_per_edge = histogram_bins_per_edge
         self.figure_first_k, self.figure_every_n_steps = figure_first_k, figure_every_n_steps
+        self.figure_per_decade = figure_per_decade
+        self._max_steps = -1  # trainer.max_steps, set in setup: the last step when last_step
+        self._state_key: str | None = None
         self.save_figures = bool(save_figures)
         self.exact_spectrum = bool(exact_spectrum)
         self.history: list[dict[str, Any]] = []
@@ -240,6 +276,7 @@ class SpectrumMonitor(Callback):
     # ================================================================== hooks: when
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._names = check_params(pl_module, self.params, type(self).__name__)
+        self._max_steps = trainer.max_steps if self.last_step else -1
         # trainer.log_dir broadcasts from rank zero: resolve it here, on every rank, never in rank-zero code
         self.record_path = run_directory(trainer, self.dirpath) / RECORD_FILENAME
         self._rank, self._world_size = trainer.global_rank, trainer.world_size
@@ -276,7 +313,7 @@ class SpectrumMonitor(Callback):
         # keep W_{t-1} for the order-k fit of the update of a step that will be analysed, unless the engine already
         # holds W_{t-1}ᵀ Q_a from analysing step t-1
         step = trainer.global_step
-        if two_layer(pl_module) is not None and step + 1 in self.cadence:
+        if self._analysed(step + 1) and two_layer(pl_module) is not None:  # the cheap test first: every step
             self._W_prev = {
                 name: pl_module.get_parameter(name).detach().clone()
                 for name in self._owned  # this rank's share
@@ -290,7 +327,7 @@ class SpectrumMonitor(Callback):
         if step == self._last_step:
             return  # no optimizer step happened (gradient accumulation): the same on every rank
         self._last_step = step
-        if step in self.cadence:
+        if self._analysed(step):
             self._analyse(trainer, pl_module, step)
         self._W_prev = {}
 
@@ -341,7 +378,7 @@ class SpectrumMonitor(Callback):
         """Analyse one weight on this rank: its record, and the histogram's buckets and figure's values when due."""
         module = two_layer(pl_module)
         figure_due = self._figure_due(step)
-        histogram_due = self.histogram_every_n_steps is not None and step % self.histogram_every_n_steps == 0
+        histogram_due = self._histogram_due(step)
         W = pl_module.get_parameter(name).detach()  # (N, d), measured where it lives
         N, d = W.shape
         B = target_directions(trainer, d)
@@ -425,10 +462,21 @@ class SpectrumMonitor(Callback):
             bucket_limits=edges[1:].tolist(), bucket_counts=counts.tolist(),
         )
 
-    def _figure_due(self, step: int) -> bool:
-        if self.figure_every_n_steps is None:
+    def _analysed(self, step: int) -> bool:
+        return step in self.cadence or step == self._max_steps
+
+    def _histogram_due(self, step: int) -> bool:
+        every, per_decade = self.histogram_every_n_steps, self.histogram_per_decade
+        if every is None and per_decade is None:
             return False
-        return step <= self.figure_first_k or step % self.figure_every_n_steps == 0
+        return (step == 0 or step == self._max_steps or (every is not None and step % every == 0)
+                or (per_decade is not None and _on_log_grid(step, per_decade)))
+
+    def _figure_due(self, step: int) -> bool:
+        first_k, every, per_decade = self.figure_first_k, self.figure_every_n_steps, self.figure_per_decade
+        return ((first_k is not None and step <= first_k) or (every is not None and step % every == 0)
+                or (per_decade is not None and _on_log_grid(step, per_decade))
+                or (self.figure_last_step and step == self._max_steps))
 
     def _publish(self, trainer: L.Trainer, analysis: _Analysis) -> None:
         """Rank zero: append the record to ``spectra.jsonl`` and ``history``, and log it."""
@@ -453,7 +501,7 @@ class SpectrumMonitor(Callback):
                 )
         if analysis.figure_values is None:
             return
-        from spikelearn.plotting import spectrum_figure
+        from spikelearn.plotting import render_figure, spectrum_figure, write_png
 
         fig = spectrum_figure(
             analysis.figure_values,
@@ -473,13 +521,14 @@ class SpectrumMonitor(Callback):
             eta=record.get("eta"),
             param=name,
         )
+        pixels = render_figure(fig, dpi=110)  # (H, W, 4): one draw for the PNG and for TensorBoard
         if self.save_figures:
             assert self.record_path is not None
             folder = self.record_path.parent / "figures"
             folder.mkdir(exist_ok=True)
-            fig.savefig(folder / f"spectrum_{name}_step{step:06d}.png", dpi=110)
+            write_png(folder / f"spectrum_{name}_step{step:06d}.png", pixels)
         for writer in writers:
-            writer.add_figure(f"spectrum/{name}/figure", fig, global_step=step, close=False)
+            writer.add_image(f"spectrum/{name}/figure", pixels[..., :3], global_step=step, dataformats="HWC")
 
     # ================================================================== resume
     def _resume_record(self, trainer: L.Trainer, step: int, pl_module: L.LightningModule) -> None:
@@ -510,8 +559,12 @@ class SpectrumMonitor(Callback):
 
     @property
     def state_key(self) -> str:
-        # several instances (other weights, other directories) can share one Trainer and one checkpoint
-        return self._generate_state_key(params=self.params, dirpath=None if self.dirpath is None else str(self.dirpath))
+        # several instances (other weights, other directories) can share one Trainer and one checkpoint; Lightning
+        # asks for it several times per step, so it is built once
+        if self._state_key is None:
+            self._state_key = self._generate_state_key(
+                params=self.params, dirpath=None if self.dirpath is None else str(self.dirpath))
+        return self._state_key
 
     def state_dict(self) -> dict[str, Any]:
         """The record's path, the last step and every watched weight's tracker state (keyed by weight name).

@@ -9,16 +9,19 @@ Matplotlib is used through :class:`matplotlib.figure.Figure` (no pyplot state, n
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 from torch import Tensor
 
 from spikelearn.functional.rmt import mp_bulk_edge, mp_singular_density
 
-__all__ = ["spectrum_figure"]
+__all__ = ["render_figure", "spectrum_figure", "write_png"]
 
 _Values = Sequence[float] | Tensor
 
@@ -30,6 +33,26 @@ def _floats(values: _Values | None) -> list[float]:
         return [float(v) for v in values.detach().cpu().flatten().tolist()]
     return [float(v) for v in values if v is not None]
 
+
+def render_figure(fig: Figure, dpi: float = 110) -> np.ndarray:
+    """Draw ``fig`` once with Agg and return its pixels, ``(height, width, 4)`` uint8 RGBA.
+
+    One draw serves both the PNG file (:func:`write_png`) and TensorBoard (``add_image(..., dataformats="HWC")``):
+    ``savefig`` followed by TensorBoard's ``add_figure`` would lay out and rasterise the figure twice.
+    """
+    fig.set_dpi(dpi)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba()).copy()
+
+
+def write_png(path: str | os.PathLike[str], pixels: np.ndarray) -> None:
+    """Write RGBA ``pixels`` (``(H, W, 4)`` uint8) as a PNG file, atomically (temporary file, fsync, rename)."""
+    import matplotlib.image
+
+    from spikelearn._atomic import atomic_write
+
+    atomic_write(path, lambda handle: matplotlib.image.imsave(handle, pixels, format="png"))
 
 def spectrum_figure(
     singular_values: _Values,
@@ -105,7 +128,8 @@ def spectrum_figure(
     predicted = sorted(_floats(predicted_locations), reverse=True)
     full = len(values) >= min(N, d)
 
-    fig = Figure(figsize=(11.0, 4.2), layout="constrained")
+    fig = Figure(figsize=(11.0, 4.2))
+    fig.subplots_adjust(left=0.055, right=0.985, bottom=0.12, top=0.92, wspace=0.16)
     ax_bulk, ax_top = fig.subplots(1, 2, width_ratios=(3, 2))
 
     # ---- left: the bulk against Marchenko-Pastur

@@ -79,7 +79,8 @@ def test_short_fit_logs_scalars_histograms_figure_and_record(tmp_path):
     frame = pandas.read_json(record_path, lines=True)
     assert list(frame["step"]) == [0, 1, 2, 3] and list(frame["outliers"]) == [r["outliers"] for r in records]
 
-    # TensorBoard: scalars at every analysed step, one histogram per analysed step, figures on their cadence
+    # TensorBoard: scalars at every analysed step; histograms at 0, the decades and the last step (the default);
+    # figures on their cadence
     acc = _events(Path(logger.log_dir))
     tags = acc.Tags()
     for tag in (
@@ -94,7 +95,7 @@ def test_short_fit_logs_scalars_histograms_figure_and_record(tmp_path):
     assert [e.value for e in acc.Scalars("spectrum/W/outliers")] == [r["outliers"] for r in records]
     assert [e.step for e in acc.Scalars("spectrum/W/predicted_outliers")] == [0, 1, 2]  # null at step 3
     hist = acc.Histograms("spectrum/W/singular_values")
-    assert [e.step for e in hist] == [0, 1, 2, 3]
+    assert [e.step for e in hist] == [0, 1, 3]
     assert hist[0].histogram_value.num == SIZE
     assert [e.step for e in acc.Images("spectrum/W/figure")] == [0, 1, 3]
     assert sorted(p.name for p in (Path(logger.log_dir) / "figures").iterdir()) == [
@@ -128,13 +129,13 @@ def test_resume_continues_the_record_without_duplicates(tmp_path):
     steps_full = 5
     # uninterrupted reference
     module, data = _setup(size=120)
-    reference = SpectrumMonitor(dirpath=tmp_path / "ref", histogram_every_n_steps=None, figure_every_n_steps=None)
+    reference = SpectrumMonitor(dirpath=tmp_path / "ref", every_n_steps=1, histogram_per_decade=None, figure_last_step=False)
     _trainer([reference], steps_full).fit(module, data)
 
     # interrupted: checkpoints every step, the run goes on to step 4, then we resume from step 2's checkpoint
     module, data = _setup(size=120)
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1, save_top_k=-1, filename="{step}")
-    first = SpectrumMonitor(histogram_every_n_steps=None, figure_every_n_steps=None)
+    first = SpectrumMonitor(every_n_steps=1, histogram_per_decade=None, figure_last_step=False)
     logger = TensorBoardLogger(tmp_path, name="run", version=0)
     _trainer([first, ckpt], 4, logger=logger, ckpt=True).fit(module, data)
     record = Path(logger.log_dir) / RECORD_FILENAME
@@ -144,7 +145,7 @@ def test_resume_continues_the_record_without_duplicates(tmp_path):
 
     for version in (0, 1):  # same log dir (truncated in place) and a fresh version dir (prefix copied)
         module, data = _setup(size=120)
-        resumed = SpectrumMonitor(histogram_every_n_steps=None, figure_every_n_steps=None)
+        resumed = SpectrumMonitor(every_n_steps=1, histogram_per_decade=None, figure_last_step=False)
         logger = TensorBoardLogger(tmp_path, name="run", version=version)
         _trainer([resumed], steps_full, logger=logger, ckpt=True).fit(module, data, ckpt_path=tmp_path / "ckpt" / "step=2.ckpt")
         steps = [r["step"] for r in read_records(Path(logger.log_dir) / RECORD_FILENAME)]
