@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import torch
 from torch import Tensor
 
 from spikelearn._atomic import TMP_PREFIX, atomic_write
@@ -182,6 +184,66 @@ def snapshot_step(name: str) -> int | None:
     return None if match is None else int(match.group(1))
 
 
+_SAFETENSORS_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64",
+    torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+}
+
+
+class _SnapshotLayout(NamedTuple):
+    """A snapshot's safetensors header and its tensors in file order (host, contiguous, possibly views of W)."""
+
+    header: bytes  # 8-byte little-endian length + JSON, padded with spaces to a multiple of 8
+    tensors: list[Tensor]
+
+    @property
+    def size(self) -> int:
+        return len(self.header) + sum(t.numel() * t.element_size() for t in self.tensors)
+
+    def write(self, handle: Any) -> None:
+        handle.write(self.header)
+        for tensor in self.tensors:
+            if tensor.numel():
+                handle.write(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+
+
+def _snapshot_layout(step: int, weights: Mapping[str, Tensor], eta: float | None, a: Tensor | None,
+                     B: Tensor | None) -> _SnapshotLayout:
+    """The safetensors layout of one snapshot, with every tensor on the host in **one** buffer.
+
+    A CPU tensor is used in place (no copy); a GPU one is copied to the host once. The layout is the one
+    ``safetensors.torch.save`` writes (tensors by element size, then name; compact JSON padded to 8 bytes; only
+    the order of the metadata keys differs, which safetensors takes from a hash map), without its two extra
+    whole-file copies in memory, and the same config always gives the same bytes.
+    """
+    named = {f"weight/{name}": w for name, w in weights.items()}
+    if a is not None:
+        named["a"] = a
+    if B is not None:
+        named["B"] = B
+    host = {name: t.detach().to("cpu").contiguous() for name, t in named.items()}
+    for name, t in host.items():
+        if t.dtype not in _SAFETENSORS_DTYPES:
+            raise ValueError(f"snapshot tensor {name!r} has dtype {t.dtype}, which safetensors cannot store.")
+    order = sorted(host, key=lambda name: (-host[name].element_size(), name))
+    metadata = {
+        "format": SNAPSHOT_FORMAT,
+        "step": str(int(step)),
+        "eta": "null" if eta is None else repr(float(eta)),
+        "params": json.dumps(list(weights)),
+    }
+    entries: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for name in order:
+        t = host[name]
+        end = offset + t.numel() * t.element_size()
+        entries[name] = {"dtype": _SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, end]}
+        offset = end
+    text = json.dumps(entries, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return _SnapshotLayout(struct.pack("<Q", len(text)) + text, [host[name] for name in order])
+
+
 def encode_snapshot(
     *,
     step: int,
@@ -190,21 +252,13 @@ def encode_snapshot(
     a: Tensor | None = None,
     B: Tensor | None = None,
 ) -> bytes:
-    """The safetensors bytes of one snapshot: tensors ``weight/<name>``, ``a``, ``B`` and string metadata."""
-    from safetensors.torch import save
+    """The safetensors bytes of one snapshot: tensors ``weight/<name>``, ``a``, ``B`` and string metadata.
 
-    tensors = {f"weight/{name}": w.detach().to("cpu", copy=True).contiguous() for name, w in weights.items()}
-    if a is not None:
-        tensors["a"] = a.detach().to("cpu", copy=True).contiguous()
-    if B is not None:
-        tensors["B"] = B.detach().to("cpu", copy=True).contiguous()
-    metadata = {
-        "format": SNAPSHOT_FORMAT,
-        "step": str(int(step)),
-        "eta": "null" if eta is None else repr(float(eta)),
-        "params": json.dumps(list(weights)),
-    }
-    return save(tensors, metadata=metadata)
+    (In memory; :func:`save_snapshot` writes the same bytes to a file without building them.)
+    """
+    buffer = io.BytesIO()
+    _snapshot_layout(step, weights, eta, a, B).write(buffer)
+    return buffer.getvalue()
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
@@ -226,6 +280,9 @@ def save_snapshot(
 ) -> int:
     """Write one snapshot atomically (see :func:`encode_snapshot`, :func:`write_atomic`); returns its size in bytes.
 
+    The tensors go to the file from one host buffer each (the weight itself when it is on the CPU), never through
+    a whole-file ``bytes`` object: a 32768² float32 ``W`` needs 4 GiB of host memory, not 12.
+
     Example:
         >>> import os, tempfile, torch
         >>> path = os.path.join(tempfile.mkdtemp(), snapshot_filename(1))
@@ -234,9 +291,9 @@ def save_snapshot(
         >>> snap.step, snap.eta, snap.weights["W"].tolist()
         (1, 0.5, [[1.0, 0.0], [0.0, 1.0]])
     """
-    data = encode_snapshot(step=step, weights=weights, eta=eta, a=a, B=B)
-    _atomic_write(Path(path), data)
-    return len(data)
+    layout = _snapshot_layout(step, weights, eta, a, B)
+    atomic_write(path, layout.write)
+    return layout.size
 
 
 def _check_safetensors(path: Path) -> None:

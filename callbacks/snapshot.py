@@ -19,7 +19,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from ._cadence import Cadence
 from ._common import check_params, normalize_params, run_directory, target_directions, two_layer
-from ._io import encode_snapshot, snapshot_filename, snapshot_step, write_atomic
+from spikelearn._atomic import atomic_write
+
+from ._io import _snapshot_layout, snapshot_filename, snapshot_step
 
 __all__ = ["WeightSnapshot"]
 
@@ -108,17 +110,15 @@ class WeightSnapshot(Callback):
         module = two_layer(pl_module)
         weights = {name: pl_module.get_parameter(name) for name in self._names}
         d = next(iter(weights.values())).shape[1]
-        data = encode_snapshot(
-            step=step,
-            weights=weights,
-            eta=module.eta(step) if module is not None and step > 0 else None,
-            a=module.a if module is not None else None,
-            B=target_directions(trainer, d),
+        # one host buffer per tensor (W itself on the CPU), streamed to the file: no whole-file bytes in memory
+        layout = _snapshot_layout(
+            step, weights, module.eta(step) if module is not None and step > 0 else None,
+            module.a if module is not None else None, target_directions(trainer, d),
         )
         assert self._dir is not None
         if self.max_disk_mb is not None:
             used = sum(p.stat().st_size for p in self._dir.iterdir() if snapshot_step(p.name) is not None)
-            if used + len(data) > self.max_disk_mb * 2**20:
+            if used + layout.size > self.max_disk_mb * 2**20:
                 self._capped = True
                 rank_zero_warn(
                     f"WeightSnapshot: saving step {step} would take {self._dir} past max_disk_mb={self.max_disk_mb} "
@@ -126,8 +126,8 @@ class WeightSnapshot(Callback):
                 )
                 return
         path = self._dir / snapshot_filename(step)
-        write_atomic(path, data)
-        self.history.append({"step": step, "path": str(path), "bytes": len(data)})
+        atomic_write(path, layout.write)
+        self.history.append({"step": step, "path": str(path), "bytes": layout.size})
 
     # ------------------------------------------------------------------ resume
     @property

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import struct
 
 import lightning as L
 import pytest
@@ -38,6 +40,37 @@ def test_snapshot_round_trip_is_exact(tmp_path, dtype):
     assert torch.equal(snap.weights["net.0.weight"], W[:2])
     assert torch.equal(snap.a, a) and torch.equal(snap.B, B)
 
+
+
+@pytest.mark.parametrize("dtypes", [(torch.float32, torch.float32, torch.float32), (torch.float64, torch.float64, None),
+                                    (torch.bfloat16, torch.float32, torch.float32), (torch.float16, None, torch.float64)])
+def test_streamed_snapshot_is_byte_identical_to_safetensors_save(tmp_path, dtypes):
+    """The writer streams the header and each tensor's buffer; the file is what ``safetensors.torch.save`` builds."""
+    from safetensors.torch import save
+
+    w_dtype, a_dtype, b_dtype = dtypes
+    g = torch.Generator().manual_seed(0)
+    weights = {"W": torch.randn(7, 5, generator=g).to(w_dtype), "V": torch.randn(3, 5, generator=g).to(w_dtype)}
+    a = None if a_dtype is None else torch.randn(7, generator=g).to(a_dtype)
+    B = None if b_dtype is None else torch.randn(5, 2, generator=g).to(b_dtype)
+    path = tmp_path / snapshot_filename(3)
+    size = save_snapshot(path, step=3, weights=weights, eta=0.25, a=a, B=B)
+    tensors = {f"weight/{k}": v for k, v in weights.items()} | ({} if a is None else {"a": a}) | ({} if B is None else {"B": B})
+    metadata = {"format": "spikelearn.snapshot/1", "step": "3", "eta": repr(0.25), "params": '["W", "V"]'}
+    ours, theirs = path.read_bytes(), save(tensors, metadata=metadata)
+    assert size == len(ours) == len(theirs)
+    head = 8 + struct.unpack("<Q", ours[:8])[0]
+    assert json.loads(ours[8:head]) == json.loads(theirs[8:head])  # same header (its metadata keys may be reordered)
+    assert ours[head:] == theirs[head:]  # same tensor bytes in the same order
+
+
+def test_snapshot_of_a_cpu_weight_writes_from_the_weight_itself():
+    """One host buffer: a contiguous CPU weight is streamed from its own storage, not from a copy."""
+    from spikelearn.callbacks._io import _snapshot_layout
+
+    W = torch.randn(64, 32)
+    layout = _snapshot_layout(1, {"W": W}, None, None, None)
+    assert [t.data_ptr() for t in layout.tensors] == [W.data_ptr()]
 
 def test_weight_snapshot_in_a_fit(tmp_path):
     module = TwoLayerModule(width=64, input_dim=48, step_c=(1.0, 1.0), step_alpha=(0.2, 0.3))
