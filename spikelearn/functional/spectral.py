@@ -1116,6 +1116,13 @@ class _OutlierRule:
         return ok_out and ok_window and stable
 
 
+def _gram(P: Tensor) -> Tensor:
+    """``PᵀP`` in float64, ``(m, m)``, symmetric by construction."""
+    P64 = P.to(torch.float64)
+    G = P64.T @ P64
+    return 0.5 * (G + G.T)
+
+
 def _outlier_krylov(
     W: Tensor,
     V0: Tensor,
@@ -1137,11 +1144,11 @@ def _outlier_krylov(
     Q = _orthonormalize(V0, None, float(torch.linalg.vector_norm(V0, dim=0).max()))  # (d, m)
     P = W @ Q  # (N, m)
     matvecs = Q.shape[1]
+    G = _gram(P)  # (m, m) float64 Gram of P, grown by blocks: O(N m b) per iteration, not O(N m^2)
     extra_out: Tensor | None = None
     it = 0
     while True:
         it += 1
-        G = P.T.to(torch.float64) @ P.to(torch.float64)  # (m, m)
         evals, evecs = torch.linalg.eigh(G)
         evals, evecs = evals.flip(0).clamp_min(0.0), evecs.flip(1)
         S_all = evals.sqrt()  # (m,)
@@ -1170,15 +1177,20 @@ def _outlier_krylov(
         if Q.shape[1] + Qn.shape[1] >= d:  # the basis would span R^d: take it exactly (orthogonality would be lost)
             Q = torch.eye(d, dtype=W.dtype, device=W.device)
             P = W.clone()
+            G = _gram(P)
             matvecs += d
             continue
         if Q.shape[1] + Qn.shape[1] > max_basis:  # thick restart on the top Ritz vectors
             keep = max(p, max_basis - Qn.shape[1])
-            Yk = evecs[:, :keep].to(P.dtype)
+            Yk = evecs[:, :keep]
+            G = Yk.T @ G @ Yk  # the Gram of P Yk (diagonal up to rounding)
+            Yk = Yk.to(P.dtype)
             Q, P = Q @ Yk, P @ Yk
             Qn = _orthonormalize(Qn, Q, 1.0)
         Pn = W @ Qn  # (N, b): the one W product
         matvecs += Qn.shape[1]
+        cross = P.T.to(torch.float64) @ Pn.to(torch.float64)  # (m, b)
+        G = torch.cat([torch.cat([G, cross], dim=1), torch.cat([cross.T, _gram(Pn)], dim=1)], dim=0)
         Q = torch.cat([Q, Qn], dim=1)
         P = torch.cat([P, Pn], dim=1)
 
