@@ -171,3 +171,14 @@ def test_figures_redraw_from_their_own_csv(tmp_path, name, runs_csv):
     script.main([*QUICK, "--out", str(tmp_path / "run")])
     script.main(["--no-progress", "--from-csv", str(tmp_path / "run" / runs_csv), "--out", str(tmp_path / "redraw")])
     _check_png(tmp_path / "redraw" / f"{name}.png")
+
+
+def test_bench_defaults_measures_both_workloads_side_by_side():
+    """The default-overhead benchmark at toy size: both sides fitted, the overhead is their ratio (not asserted:
+    timings never go into tests), and the default monitor analysed its log-spaced steps plus the last."""
+    result = _load("bench_defaults").main(["--size", "32", "--steps", "3", "--mlp-steps", "12", "--threads", "1"])
+    assert set(result) == {"two-layer", "mlp"}
+    assert result["two-layer"]["analysed"] == 4  # steps 0, 1, 2, 3
+    assert result["mlp"]["analysed"] == 7  # 0, 1, 2, 3, 6, 10 and the last step, 12
+    for row in result.values():
+        assert row["overhead_cpu"] == pytest.approx(row["cpu_s_with"] / row["cpu_s_without"] - 1.0)

@@ -373,3 +373,24 @@ def test_histogram_of_a_large_weight_comes_from_the_density_estimate(tmp_path):
     counts = events[-1].histogram_value.bucket
     assert sum(counts) == 320 - last["outliers"]
     assert events[-1].histogram_value.bucket_limit[-1] >= last["cut"]
+
+
+def test_default_cadences_are_log_spaced_with_the_last_step_and_no_figure(tmp_path):
+    """SpectrumMonitor(): analyses at 0, 1, 2, 3, 6, 10 and the last step (12); histograms at 0, 1, 10 and 12;
+    no figure during training."""
+    module, data = _setup(size=64)
+    monitor = SpectrumMonitor(k=8)
+    logger = TensorBoardLogger(tmp_path, name="run", version=0)
+    _trainer([monitor], 12, logger=logger).fit(module, data)
+    assert [r["step"] for r in monitor.history] == [0, 1, 2, 3, 6, 10, 12]
+    acc = _events(Path(logger.log_dir))
+    assert [e.step for e in acc.Histograms("spectrum/W/singular_values")] == [0, 1, 10, 12]
+    assert "spectrum/W/figure" not in acc.Tags()["images"]
+    assert not (Path(logger.log_dir) / "figures").exists()
+
+
+@pytest.mark.parametrize("kwargs", [{"every_n_steps": 2, "per_decade": 3}, {"figure_per_decade": 0},
+                                    {"histogram_per_decade": 1.5}, {"last_step": "yes"}, {"figure_first_k": -1}])
+def test_cadence_arguments_are_validated_by_name(kwargs):
+    with pytest.raises(ValueError, match="|".join(f"`{name}`" for name in kwargs)):
+        SpectrumMonitor(**kwargs)
