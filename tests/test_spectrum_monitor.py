@@ -205,7 +205,7 @@ def test_any_model_two_named_weights_with_several_loggers(tmp_path):
 
 def test_no_logger_writes_to_default_root_dir(tmp_path):
     module, data = _setup(size=100)
-    monitor = SpectrumMonitor()
+    monitor = SpectrumMonitor(figure_last_step=True)
     _trainer([monitor], 1, root=tmp_path).fit(module, data)
     assert [r["step"] for r in read_records(tmp_path / RECORD_FILENAME)] == [0, 1]
     assert (tmp_path / "figures" / "spectrum_W_step000001.png").exists()
