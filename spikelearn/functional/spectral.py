@@ -18,6 +18,7 @@ moved to the CPU. Formulas of random-matrix theory come from
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -538,14 +539,21 @@ def fit_soft_edge(window: Sequence[float]) -> EdgeFit:
     w = len(y)
     if w < 3:
         raise ValueError(f"`window` must hold at least 3 values, got {w}.")
-    t = [(j + 1 - _EDGE_OFFSET) ** (2.0 / 3.0) for j in range(w)]
-    t_mean, y_mean = math.fsum(t) / w, math.fsum(y) / w
-    stt = math.fsum((ti - t_mean) ** 2 for ti in t)
+    t, t_mean, stt = _edge_abscissae(w)
+    y_mean = math.fsum(y) / w
     slope = math.fsum((ti - t_mean) * (yi - y_mean) for ti, yi in zip(t, y)) / stt  # = -kappa
     edge = y_mean - slope * t_mean
     rss = math.fsum((yi - edge - slope * ti) ** 2 for ti, yi in zip(t, y))
     error = math.sqrt(rss / (w - 2) * (1.0 / w + t_mean * t_mean / stt))
     return EdgeFit(edge, max(-slope, 0.0) / _AIRY_COUNT, error)
+
+
+@functools.lru_cache(maxsize=64)
+def _edge_abscissae(w: int) -> tuple[tuple[float, ...], float, float]:
+    """``t_j = (j - 1/2)^{2/3}`` for ``j = 1..w``, their mean and centred sum of squares (the same for every window)."""
+    t = tuple((j + 1 - _EDGE_OFFSET) ** (2.0 / 3.0) for j in range(w))
+    t_mean = math.fsum(t) / w
+    return t, t_mean, math.fsum((ti - t_mean) ** 2 for ti in t)
 
 
 def _noise_scale(vals: Sequence[float], n: int, N: int, d: int, frobenius_sq: float) -> float:
