@@ -37,7 +37,6 @@ __all__ = [
     "save_snapshot",
     "snapshot_filename",
     "snapshot_step",
-    "write_atomic",
 ]
 
 SNAPSHOT_FORMAT = "spikelearn.snapshot/1"
@@ -261,14 +260,6 @@ def encode_snapshot(
     return buffer.getvalue()
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to a temporary file in ``path``'s directory, ``fsync`` it, and :func:`os.replace` it into place.
-
-    A crash leaves either the old file or the new one under ``path``, never a partial one.
-    """
-    _atomic_write(Path(path), data)
-
-
 def save_snapshot(
     path: str | os.PathLike[str],
     *,
@@ -278,7 +269,7 @@ def save_snapshot(
     a: Tensor | None = None,
     B: Tensor | None = None,
 ) -> int:
-    """Write one snapshot atomically (see :func:`encode_snapshot`, :func:`write_atomic`); returns its size in bytes.
+    """Write one snapshot atomically (the bytes of :func:`encode_snapshot`, through :func:`spikelearn._atomic.atomic_write`); returns its size in bytes.
 
     The tensors go to the file from one host buffer each (the weight itself when it is on the CPU), never through
     a whole-file ``bytes`` object: a 32768² float32 ``W`` needs 4 GiB of host memory, not 12.
