@@ -24,7 +24,7 @@ import pytest
 import torch
 from scipy import optimize
 
-from spikelearn.functional.spectral import analyze_snapshot, detect_outliers
+from spikelearn.functional.spectral import SpectralTracker, analyze_snapshot, detect_outliers
 
 DRAWS = 40  # fast tier; the slow tier below uses 200 per shape
 
@@ -165,6 +165,37 @@ def test_engine_finds_an_additive_spike_on_a_non_mp_bulk(shape):
     s = analyze_snapshot(W.float(), k=16)
     assert s.outliers == 1
     assert s.outlier_values[0] == pytest.approx(float(full[0]), rel=1e-4)
+
+
+def _planted_matrix(shape: str, N: int, d: int, seed: int, factors: tuple[float, ...]) -> torch.Tensor:
+    """The bulk ``U diag(s) V^T`` of a shape with its top ``len(factors)`` values moved to ``factors x`` its true edge.
+
+    Float64, exact: the vectors are the bulk's own, so the spectrum is known without the engine.
+    """
+    U, s, Vh = torch.linalg.svd(bulk(shape, N, d, 9000 + seed), full_matrices=False)
+    E = true_edge(shape, N, d)
+    s = s.clone()
+    s[: len(factors)] = torch.tensor(sorted((f * E for f in factors), reverse=True), dtype=s.dtype)
+    return (U * s) @ Vh
+
+
+@pytest.mark.parametrize("shape,N,d", SHAPES)
+@pytest.mark.parametrize("factors", [(), (1.2,), (1.5, 1.1), (1.06, 1.055, 1.05)])
+def test_engine_count_equals_the_float64_rule_on_planted_bulks(shape, N, d, factors):
+    # truth from outside the engine: the rule on the exact float64 spectrum of the same matrix. The float32
+    # engine counts the same (and marks the same statuses) cold, and warm-started by a tracker from the
+    # analysis of a perturbed copy (a previous snapshot: W + 0.02 Z / sqrt(d)), on MP and non-MP bulks
+    for seed in range(2):
+        W = _planted_matrix(shape, N, d, seed, factors)
+        ref = _float64_rule(W)
+        cold = analyze_snapshot(W.float(), k=16)
+        assert (cold.outliers, cold.outlier_status) == (ref.count, ref.status)
+        g = torch.Generator().manual_seed(seed)
+        previous = W + 0.02 * torch.randn(N, d, generator=g, dtype=torch.float64) / math.sqrt(d)
+        tracker = SpectralTracker(k=16)
+        tracker.update(previous.float(), 0)
+        warm = tracker.update(W.float(), 1)
+        assert (warm.outliers, warm.outlier_status) == (ref.count, ref.status)
 
 
 # ---------------------------------------------------------------------------------------------- real runs
