@@ -35,14 +35,36 @@ class Cadence:
         self.first_k = _int_at_least(f"{prefix}first_k", first_k, 0)
         self.every_n_steps = _int_at_least(f"{prefix}every_n_steps", every_n_steps, 1)
         self.per_decade = None if per_decade is None else _int_at_least(f"{prefix}per_decade", per_decade, 1)
+        self._window = (0, -1)  # (lo, next): no step in [lo, next) is selected, next is (a cache, see below)
 
-    def __contains__(self, step: int) -> bool:
+    def _selected(self, step: int) -> bool:
         if step <= self.first_k:
             return step >= 0
         if self.per_decade is None:
             return step % self.every_n_steps == 0
         center = self.per_decade * math.log10(step)
         return any(round(10 ** (i / self.per_decade)) == step for i in (math.floor(center), math.ceil(center)))
+
+    def next_at_or_after(self, step: int) -> int:
+        """The first selected step ``>= step``."""
+        step = max(step, 0)
+        if step <= self.first_k:
+            return step
+        if self.per_decade is None:
+            return -(-step // self.every_n_steps) * self.every_n_steps
+        i = max(0, math.floor(self.per_decade * math.log10(step)) - 1)
+        while not (round(10 ** (i / self.per_decade)) >= step and self._selected(round(10 ** (i / self.per_decade)))):
+            i += 1
+        return round(10 ** (i / self.per_decade))
+
+    def __contains__(self, step: int) -> bool:
+        # a callback asks about every step in increasing order: answer from the window up to the next selected
+        # step (two integer comparisons) and recompute it only past it
+        lo, nxt = self._window
+        if not lo <= step <= nxt:
+            lo, nxt = step, self.next_at_or_after(step)
+            self._window = (lo, nxt)
+        return step == nxt
 
     def __repr__(self) -> str:
         return f"Cadence(first_k={self.first_k}, every_n_steps={self.every_n_steps}, per_decade={self.per_decade})"

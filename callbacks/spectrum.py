@@ -27,6 +27,8 @@ world size.
 
 from __future__ import annotations
 
+import functools
+
 import math
 import os
 import time
@@ -99,7 +101,12 @@ class _Analysis(NamedTuple):
 
 def _on_log_grid(step: int, per_decade: int) -> bool:
     """``step`` is one of ``round(10^(i / per_decade))``, ``i >= 0`` (as :class:`Cadence` after ``first_k``)."""
-    return step >= 1 and step in Cadence(0, 1, per_decade)
+    return step >= 1 and step in _log_grid(per_decade)
+
+
+@functools.lru_cache(maxsize=16)
+def _log_grid(per_decade: int) -> Cadence:
+    return Cadence(0, 1, per_decade)
 
 
 def _number(value: Any) -> float | None:

@@ -182,3 +182,4 @@ def test_bench_defaults_measures_both_workloads_side_by_side():
     assert result["mlp"]["analysed"] == 7  # 0, 1, 2, 3, 6, 10 and the last step, 12
     for row in result.values():
         assert row["overhead_cpu"] == pytest.approx(row["cpu_s_with"] / row["cpu_s_without"] - 1.0)
+        assert row["overhead_hooks"] > 0  # the monitor's hooks ran and were timed inside the same fits

@@ -394,3 +394,17 @@ def test_default_cadences_are_log_spaced_with_the_last_step_and_no_figure(tmp_pa
 def test_cadence_arguments_are_validated_by_name(kwargs):
     with pytest.raises(ValueError, match="|".join(f"`{name}`" for name in kwargs)):
         SpectrumMonitor(**kwargs)
+
+
+@pytest.mark.parametrize("first_k,every,per_decade", [(0, 1, None), (3, 10, None), (0, 1, 4), (2, 1, 4), (10, 3, 2), (0, 1, 10)])
+def test_cadence_selects_its_definition_in_any_query_order(first_k, every, per_decade):
+    # step 0..first_k, then multiples of every, or the log grid round(10^(i / per_decade)); the cached window
+    # must answer the same for increasing steps (as a callback asks) and for steps asked out of order
+    from spikelearn.callbacks._cadence import Cadence
+
+    grid = {round(10 ** (i / per_decade)) for i in range(0, 5 * per_decade + 1)} if per_decade else set()
+    expected = [t for t in range(20000) if t <= first_k or (t in grid if per_decade else t % every == 0)]
+    cadence = Cadence(first_k, every, per_decade)
+    assert [t for t in range(20000) if t in cadence] == expected
+    order = torch.randperm(20000, generator=torch.Generator().manual_seed(0)).tolist()[:2000]
+    assert [t for t in order if t in cadence] == [t for t in order if t in set(expected)]

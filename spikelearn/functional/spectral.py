@@ -973,7 +973,10 @@ def analyze_snapshot(
     with tf32_off(W.device), torch.no_grad():
         # --- top values of W with the outlier-and-window stopping rule ------------------
         width = min(d, k + 8) if warm_start is None else min(d, block_size)
-        V0 = _start_block(W, width, warm_start, seed)
+        if rank <= EXACT_RANK:  # a basis of W's whole row space: one Rayleigh–Ritz step is the exact SVD
+            V0 = torch.eye(d, dtype=W.dtype, device=W.device) if d <= N else W.T.clone()
+        else:
+            V0 = _start_block(W, width, warm_start, seed)
         rule = _OutlierRule(N=N, d=d, k=k, fro_sq=fro_sq, quantile=quantile, tol=tol,
                             previous_count=None if warm_start is None else previous_count)
         Qaw = a_hat = A = Qa = None
@@ -985,7 +988,7 @@ def analyze_snapshot(
             W, V0, rule, max_iters=max_iters, max_basis=max(2 * k + 3 * block_size, 16 * EDGE_WINDOW + 64), extra_left=Qaw,
             warm_extra=WARM_EXTRA,
         )
-        det = rule.detect(trip.values)
+        det = rule.detect(ritz[: trip.values.shape[0]])  # float64 Ritz values: the scan the stopping rule made
         n_out = det.count
         # reported: the checked (converged) pairs, then further Ritz values of the basis (lower bounds)
         k_rep = min(max(k, n_out + 1), ritz.shape[0], rank)
@@ -1113,6 +1116,10 @@ def _deflated_count(
     return keep, extra.shape[1]
 
 
+EXACT_RANK = 64
+"""Up to this ``min(N, d)`` the engine starts from a basis of the whole row space, exact in one iteration
+(a 10 x 256 output layer: 1.6 -> 0.5 ms an analysis)."""
+
 WARM_EXTRA = 24
 """Ritz vectors kept beyond the refined pairs for the next warm start. A spike-birth step rotates the bulk's top
 vectors by more than their spacing; a start that holds 24 more of them converged in 21-30 % less time at N = 4096
@@ -1145,9 +1152,19 @@ class _OutlierRule:
         self.rank = min(N, d)
         self.prev = -1 if previous_count is None else int(previous_count)  # the count (iii) compares with
         self.need, self.trusted = 0, self.rank
+        self._seen: dict[tuple[float, ...], Outliers] = {}  # the scans of this iteration and the last
+
+    def _scan(self, S: Tensor) -> Outliers:
+        # the same values are often scanned twice (n_check and stop, stop and the caller): a scan is pure
+        key = tuple(S.tolist())
+        if key not in self._seen:
+            if len(self._seen) >= 4:
+                self._seen.pop(next(iter(self._seen)))
+            self._seen[key] = detect_outliers(key, N=self.N, d=self.d, frobenius_sq=self.fro_sq, quantile=self.quantile)
+        return self._seen[key]
 
     def detect(self, S: Tensor) -> Outliers:
-        return detect_outliers(S[: self.trusted], N=self.N, d=self.d, frobenius_sq=self.fro_sq, quantile=self.quantile)
+        return self._scan(S[: self.trusted])
 
     def _depth(self, S: Tensor, n: int) -> int:
         vals = S.tolist()
@@ -1155,8 +1172,7 @@ class _OutlierRule:
         return min(max(n, min(precount, self.MAX_PRECOUNT)) + EDGE_WINDOW + self.EXTRA_CANDIDATES + 1, self.rank)
 
     def n_check(self, S: Tensor) -> int:
-        n = detect_outliers(S[: max(self.k, 2 * EDGE_WINDOW + 1)], N=self.N, d=self.d, frobenius_sq=self.fro_sq,
-                            quantile=self.quantile).count
+        n = self._scan(S[: max(self.k, 2 * EDGE_WINDOW + 1)]).count
         return min(max(int(self.BLOCK_FACTOR * self._depth(S, n)) + 2, self.need), self.rank)
 
     def stop(self, S: Tensor, res: Tensor, it: int) -> bool:
