@@ -135,6 +135,21 @@ def test_warm_start_fewer_products():
     torch.testing.assert_close(torch.tensor(warm.outlier_values, dtype=F64), ref, rtol=1e-4, atol=0)
 
 
+def test_warm_start_vectors_are_ritz_vectors_in_the_order_of_the_values():
+    # right_vectors: the refined pairs and WARM_EXTRA more Ritz vectors of the final basis, orthonormal, and
+    # column j is the Ritz vector of singular_values[j] (||W v_j|| = s_j up to float64 rounding of a Ritz pair)
+    from spikelearn.functional.spectral import EDGE_WINDOW, WARM_EXTRA
+
+    W, _, _ = _planted(600, 500, [3.0, 2.2], seed=3)
+    s = analyze_snapshot(W, k=16)
+    V = s.right_vectors
+    assert V.shape[1] >= s.outliers + EDGE_WINDOW + WARM_EXTRA
+    torch.testing.assert_close(V.T @ V, torch.eye(V.shape[1], dtype=V.dtype), atol=1e-10, rtol=0)
+    k = min(V.shape[1], len(s.singular_values))
+    torch.testing.assert_close(torch.linalg.vector_norm(W @ V[:, :k], dim=0), torch.tensor(s.singular_values[:k], dtype=F64),
+                               rtol=1e-10, atol=0)
+
+
 def test_full_spectrum():
     W = _noise(50, 80, 0)
     torch.testing.assert_close(singular_values_full(W), torch.linalg.svdvals(W))

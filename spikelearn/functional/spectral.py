@@ -509,6 +509,16 @@ OUTLIER_QUANTILE = 0.999
 MARGINAL_WIDTH = 2.0
 """An outlier closer than this many Tracy–Widom units of the fitted edge to the cut is ``"marginal"``."""
 
+EXACT_RANK = 64
+"""Up to this ``min(N, d)`` the engine starts from a basis of the whole row space, exact in one iteration
+(a 10 x 256 output layer: 1.6 -> 0.5 ms an analysis)."""
+
+WARM_EXTRA = 24
+"""Ritz vectors kept beyond the refined pairs for the next warm start. A spike-birth step rotates the bulk's top
+vectors by more than their spacing; a start that holds 24 more of them converged in 21-30 % less time at N = 4096
+(447 instead of 655 columns on step 1), and with 8 random columns instead of 16 a small step costs the same."""
+
+
 _AIRY_COUNT = (1.5 * math.pi) ** (2.0 / 3.0)  # j-th value ≈ E - sigma (3π(j - 1/2)/2)^{2/3} (Airy counting law)
 _EDGE_OFFSET = 0.5
 _EDGE_ERRORS = 3.0  # standard errors of the fitted edge added to the cut (calibrated: <= 2 % false positives)
@@ -1114,16 +1124,6 @@ def _deflated_count(
     theta = torch.linalg.eigvalsh(G - c @ c.T).flip(0).clamp_min(0.0).sqrt()
     keep = n_out if n_out <= theta.shape[0] and float(theta[n_out - 1]) > cut else n_out - 1
     return keep, extra.shape[1]
-
-
-EXACT_RANK = 64
-"""Up to this ``min(N, d)`` the engine starts from a basis of the whole row space, exact in one iteration
-(a 10 x 256 output layer: 1.6 -> 0.5 ms an analysis)."""
-
-WARM_EXTRA = 24
-"""Ritz vectors kept beyond the refined pairs for the next warm start. A spike-birth step rotates the bulk's top
-vectors by more than their spacing; a start that holds 24 more of them converged in 21-30 % less time at N = 4096
-(447 instead of 655 columns on step 1), and with 8 random columns instead of 16 a small step costs the same."""
 
 
 class _OutlierRule:
