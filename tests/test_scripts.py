@@ -183,3 +183,13 @@ def test_bench_defaults_measures_both_workloads_side_by_side():
     for row in result.values():
         assert row["overhead_cpu"] == pytest.approx(row["cpu_s_with"] / row["cpu_s_without"] - 1.0)
         assert row["overhead_hooks"] > 0  # the monitor's hooks ran and were timed inside the same fits
+
+
+def test_validate_counts_compares_every_step_with_the_float64_rule():
+    """At toy size every schedule runs end to end and each step carries the engine's and the float64 rule's counts
+    (equality at N = 1024 and 2048 is what the script reports; at N = 48 the rule is the MP fallback)."""
+    result = _load("validate_counts").main(["--size", "48", "--threads", "1"])
+    assert len(result) == 4
+    for rows in result.values():
+        assert [r["step"] for r in rows] == list(range(len(rows)))
+        assert all(isinstance(r["reference"], int) and r["matvecs"] > 0 for r in rows)
