@@ -894,10 +894,11 @@ def analyze_snapshot(
     within :math:`\hat\sigma/4` of the true value by the quadratic residual bound
     :math:`r_j^2/(4\,g_j) \le \hat\sigma/4`, with :math:`\hat\sigma` the fitted edge's Tracy–Widom scale and
     :math:`g_j = \max(\theta_j - \theta_p - r_p,\ \hat\sigma)` the gap down to the last refined pair ``p``
-    (never less than a bulk spacing :math:`\approx\hat\sigma`), and (iii) the count is unchanged from the previous iteration (on the first
-    iteration of a warm start: equal to ``previous_count``, the count of the analysis it came from). Outliers by
-    :func:`detect_outliers`. The first ``n + EDGE_WINDOW + 5`` values are converged (their residuals are
-    logged); the rest of the ``k`` reported are Ritz values of the basis (lower bounds; residual ``null``).
+    (never less than a bulk spacing :math:`\approx\hat\sigma`), and (iii) the count is unchanged from the
+    previous iteration (on the first iteration of a warm start: equal to ``previous_count``, the count of the
+    analysis it came from). Outliers by :func:`detect_outliers`. The first ``n + EDGE_WINDOW + 5`` values are
+    converged (their residuals are logged); the rest of the ``k`` reported are Ritz values of the basis (lower
+    bounds; residual ``null``).
 
     With ``a``, the deflated count (outliers of :math:`(I - \hat a\hat a^\top)W`) follows from interlacing,
     :math:`s_{i+1}(W) \le s_i((I - \hat a\hat a^\top)W) \le s_i(W)`, so it is ``n`` or ``n - 1``: it is
@@ -995,8 +996,8 @@ def analyze_snapshot(
             Qaw = Qa.to(W.dtype)
             a_hat = Qaw[:, :1]  # (N, 1)
         trip, ritz, Q, P, G, WtQ, matvecs, V_warm = _outlier_krylov(
-            W, V0, rule, max_iters=max_iters, max_basis=max(2 * k + 3 * block_size, 16 * EDGE_WINDOW + 64), extra_left=Qaw,
-            warm_extra=WARM_EXTRA,
+            W, V0, rule, max_iters=max_iters, max_basis=max(2 * k + 3 * block_size, 16 * EDGE_WINDOW + 64),
+            extra_left=Qaw, warm_extra=WARM_EXTRA,
         )
         det = rule.detect(ritz[: trip.values.shape[0]])  # float64 Ritz values: the scan the stopping rule made
         n_out = det.count
@@ -1134,10 +1135,11 @@ class _OutlierRule:
     when (i) every outlier's residual is at most ``tol`` (relative to :math:`s_1`), (ii) every other trusted
     value has :math:`r_j^2/(4\,g_j) \le \hat\sigma/4` (its Ritz value is then within :math:`\hat\sigma/4` of the
     true one; :math:`g_j = \max(\theta_j - \theta_p - r_p, \hat\sigma)`, the gap down to the last refined pair,
-    never taken below a bulk spacing; measured on real trajectories the errors are 10-60x below this bound), and (iii) the count equals the previous iteration's (or, on the first iteration,
-    ``previous_count``: the count of the analysis a warm start came from). The refined block grows to hold the trusted values, and at least as many as the
-    Marchenko–Pastur pre-count (``<= MAX_PRECOUNT``) needs, so a dense run of many outliers is never mistaken
-    for the top of a bulk.
+    never taken below a bulk spacing; measured on real trajectories the errors are 10-60x below this bound), and
+    (iii) the count equals the previous iteration's (or, on the first iteration, ``previous_count``: the count of
+    the analysis a warm start came from). The refined block grows to hold the trusted values, and at least as many
+    as the Marchenko–Pastur pre-count (``<= MAX_PRECOUNT``) needs, so a dense run of many outliers is never
+    mistaken for the top of a bulk.
     """
 
     MAX_PRECOUNT = 48
@@ -1205,6 +1207,11 @@ def _gram(P: Tensor) -> Tensor:
     return 0.5 * (G + G.T)
 
 
+def _ritz_vectors(Q: Tensor, evecs: Tensor, width: int) -> Tensor:
+    """The top ``width`` Ritz vectors ``Q @ evecs[:, :width]`` (d, <= width) of a basis, in ``Q``'s dtype."""
+    return Q @ evecs[:, : min(Q.shape[1], width)].to(Q.dtype)
+
+
 def _outlier_krylov(
     W: Tensor,
     V0: Tensor,
@@ -1254,13 +1261,12 @@ def _outlier_krylov(
         done = rule.stop(S_all, res, it) or Q.shape[1] >= d
         if done or it >= max_iters:
             trip = SingularTriplets(S.to(P.dtype), U, V, res.to(P.dtype), it, matvecs, bool(done))
-            V_warm = Q @ evecs[:, : min(Q.shape[1], p + warm_extra)].to(P.dtype)
-            return trip, S_all, Q, P, G, extra_out, matvecs, V_warm
+            return trip, S_all, Q, P, G, extra_out, matvecs, _ritz_vectors(Q, evecs, p + warm_extra)
         Qn = _orthonormalize(R, Q, float(res_abs.max()) + 1e-30)
         if Qn.shape[1] == 0:  # invariant subspace: converged
             zero = torch.zeros_like(S).to(P.dtype)
             trip = SingularTriplets(S.to(P.dtype), U, V, zero, it, matvecs, True)
-            return trip, S_all, Q, P, G, extra_out, matvecs, Q @ evecs[:, : min(Q.shape[1], p + warm_extra)].to(P.dtype)
+            return trip, S_all, Q, P, G, extra_out, matvecs, _ritz_vectors(Q, evecs, p + warm_extra)
         if it == 1 and extra_out is not None:  # W^T a_hat joins the basis once: it rides along this W product
             Wt_a = extra_out[:, :1]
             Qa_n = _orthonormalize(Wt_a, torch.cat([Q, Qn], dim=1), float(torch.linalg.vector_norm(Wt_a)) + 1e-30)
@@ -1280,7 +1286,8 @@ def _outlier_krylov(
             Qn = _orthonormalize(Qn, Q, 1.0)
         Pn = _mm(W, Qn)  # (N, b): the one W product
         matvecs += Qn.shape[1]
-        cross = P.to(torch.float64).T @ Pn.to(torch.float64)  # (m, b): convert, then transpose (a transposed copy is 15x slower)
+        # (m, b); convert, then transpose: a transposed conversion is a strided copy, 15x slower
+        cross = P.to(torch.float64).T @ Pn.to(torch.float64)
         G = torch.cat([torch.cat([G, cross], dim=1), torch.cat([cross.T, _gram(Pn)], dim=1)], dim=0)
         Q = torch.cat([Q, Qn], dim=1)
         P = torch.cat([P, Pn], dim=1)
