@@ -1,27 +1,29 @@
-"""Which steps a callback acts on: step 0, every step up to ``first_k``, then linear or log-spaced."""
+"""Which steps a callback acts on: step 0, every step up to ``first_k``, then linear or log-spaced, and the last."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
 
 __all__ = ["Cadence"]
 
 
-def _int_at_least(name: str, value: Any, low: int) -> int:
+def _int_at_least(name: str, value: object, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
-    return value
 
 
+@dataclasses.dataclass
 class Cadence:
-    """Step selector: step 0, every step ``t <= first_k``, then every ``every_n_steps`` or log-spaced.
+    """Step selector: step 0, every step ``t <= first_k``, then every ``every_n_steps`` or log-spaced, and the last.
+
+    A dataclass, so a config gives it as a mapping (``analyses: {first_k: 3, every_n_steps: 10}``).
 
     Args:
-        first_k: every step up to this one is selected.
+        first_k: every step up to this one is selected (step 0 always).
         every_n_steps: after ``first_k``, steps divisible by this (ignored when ``per_decade`` is set).
         per_decade: after ``first_k``, the steps ``round(10^(i / per_decade))`` instead (log-spaced).
-        prefix: argument-name prefix for error messages.
+        last_step: also the run's last step (:meth:`due` with ``max_steps``).
 
     Example:
         >>> cadence = Cadence(first_k=3, every_n_steps=10)
@@ -29,13 +31,23 @@ class Cadence:
         [0, 1, 2, 3, 10, 20, 30]
         >>> [t for t in range(1, 200) if t in Cadence(first_k=2, per_decade=4)]
         [1, 2, 3, 6, 10, 18, 32, 56, 100, 178]
+        >>> Cadence(per_decade=1).due(7, max_steps=7), Cadence(per_decade=1, last_step=False).due(7, max_steps=7)
+        (True, False)
     """
 
-    def __init__(self, first_k: int = 0, every_n_steps: int = 1, per_decade: int | None = None, prefix: str = "") -> None:
-        self.first_k = _int_at_least(f"{prefix}first_k", first_k, 0)
-        self.every_n_steps = _int_at_least(f"{prefix}every_n_steps", every_n_steps, 1)
-        self.per_decade = None if per_decade is None else _int_at_least(f"{prefix}per_decade", per_decade, 1)
-        self._window = (0, -1)  # (lo, next): no step in [lo, next) is selected, next is (a cache, see below)
+    first_k: int = 0
+    every_n_steps: int = 1
+    per_decade: int | None = None
+    last_step: bool = True
+
+    def __post_init__(self) -> None:
+        _int_at_least("first_k", self.first_k, 0)
+        _int_at_least("every_n_steps", self.every_n_steps, 1)
+        if self.per_decade is not None:
+            _int_at_least("per_decade", self.per_decade, 1)
+        if not isinstance(self.last_step, bool):
+            raise ValueError(f"`last_step` must be true or false, got {self.last_step!r}.")
+        self._window = (0, -1)  # (lo, next): no step in [lo, next) is selected, next is (a cache, see __contains__)
 
     def _selected(self, step: int) -> bool:
         if step <= self.first_k:
@@ -46,7 +58,7 @@ class Cadence:
         return any(round(10 ** (i / self.per_decade)) == step for i in (math.floor(center), math.ceil(center)))
 
     def next_at_or_after(self, step: int) -> int:
-        """The first selected step ``>= step``."""
+        """The first selected step ``>= step`` (the last step aside)."""
         step = max(step, 0)
         if step <= self.first_k:
             return step
@@ -66,5 +78,6 @@ class Cadence:
             self._window = (lo, nxt)
         return step == nxt
 
-    def __repr__(self) -> str:
-        return f"Cadence(first_k={self.first_k}, every_n_steps={self.every_n_steps}, per_decade={self.per_decade})"
+    def due(self, step: int, max_steps: int = -1) -> bool:
+        """Whether ``step`` is selected, counting ``max_steps`` (the run's last step) when ``last_step``."""
+        return step in self or (self.last_step and step == max_steps)

@@ -10,8 +10,6 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
-from spikelearn.module import TwoLayerModule
-
 __all__ = [
     "DEFAULT_PARAM",
     "check_params",
@@ -24,7 +22,8 @@ __all__ = [
 ]
 
 DEFAULT_PARAM = "W"
-"""The first layer of :class:`~spikelearn.module.TwoLayerModule`."""
+"""The watched weight of a module that provides the two-layer theory's inputs (:class:`TwoLayerTheory`), e.g. the
+first layer of spikelearn's :class:`~spikelearn.module.TwoLayerModule`."""
 
 
 def normalize_params(params: str | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -51,10 +50,11 @@ def check_params(pl_module: L.LightningModule, params: tuple[str, ...] | None, o
     """
     available = _two_d_names(pl_module)
     if params is None:
-        if not isinstance(pl_module, TwoLayerModule):
+        if two_layer(pl_module) is None or DEFAULT_PARAM not in available:
             raise ValueError(
                 f"{owner}: `params` must name the weights to watch for a {type(pl_module).__name__} (the default "
-                f"{DEFAULT_PARAM!r} is spikelearn's first layer); its 2-D parameters are {available}."
+                f"{DEFAULT_PARAM!r} is the first layer of a module that provides the two-layer theory's inputs, "
+                f"spikelearn.callbacks.TwoLayerTheory); its 2-D parameters are {available}."
             )
         params = (DEFAULT_PARAM,)
     for name in params:

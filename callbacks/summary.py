@@ -21,7 +21,6 @@ Every record key is optional (older records lack ``outliers_marginal`` and frien
 from __future__ import annotations
 
 import math
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ._common import tensorboard_writers
+from spikelearn.functional.record import charts, final_scalars
+from spikelearn.functional.record import number as _number
 
 __all__ = [
     "RunSummary",
@@ -44,12 +45,6 @@ __all__ = [
 ]
 
 _DASH = "–"
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _fmt(value: Any, spec: str = ".3g") -> str:
@@ -200,11 +195,12 @@ def custom_scalars_layout(params: Sequence[str], readout: bool = True) -> dict[s
     r"""TensorBoard custom-scalars layout for the monitor's tags (``SummaryWriter.add_custom_scalars``).
 
     One category per watched weight, each with multiline charts whose tags are regular expressions, so fields a
-    record lacks are just absent: the outlier count measured (total, marginal, deflated) against the finite-N and
-    asymptotic predictions; the bulk edges (fitted, Marchenko–Pastur at the fitted noise scale, theoretical
-    ``1 + √c``) with the cut and the top bulk value; the captured energy of each ``β_j`` against the baseline
-    ``n_out/d``; the order-k strengths; the outlier locations. With ``readout`` a ``readout`` category charts the
-    train / test MSE.
+    record lacks are just absent; the charts are those of :data:`~spikelearn.functional.record.FIELDS`
+    (:func:`~spikelearn.functional.record.charts`): the outlier count measured (total, marginal, deflated) against
+    the finite-N and asymptotic predictions; the bulk edges (fitted, Marchenko–Pastur at the fitted noise scale,
+    theoretical ``1 + √c``) with the cut and the top bulk value; the captured energy of each ``β_j`` against the
+    baseline ``n_out/d``; the order-k strengths; the outlier locations. With ``readout`` a ``readout`` category
+    charts the train / test MSE.
 
     Example:
         >>> layout = custom_scalars_layout(["W"])
@@ -214,21 +210,8 @@ def custom_scalars_layout(params: Sequence[str], readout: bool = True) -> dict[s
         '^spectrum/W/(outliers|outliers_marginal|outliers_deflated)$'
     """
     layout: dict[str, dict[str, list[Any]]] = {}
-    for param in params:
-        p = re.escape(param)
-        layout[f"spectrum {param}"] = {
-            "outlier count: measured vs predicted": ["Multiline", [
-                rf"^spectrum/{p}/(outliers|outliers_marginal|outliers_deflated)$",
-                rf"^spectrum/{p}/(predicted_outliers_finite_n|predicted_outliers)$",
-            ]],
-            "bulk edges and the outlier cut": ["Multiline", [
-                rf"^spectrum/{p}/(bulk_edge|bulk_edge_mp|bulk_edge_empirical|bulk_edge_theory)$",
-                rf"^spectrum/{p}/(cut|top_bulk_value)$",
-            ]],
-            "captured energy vs random baseline": ["Multiline", [rf"^spectrum/{p}/alignment/(beta_\d+|baseline)$"]],
-            "order-k strengths": ["Multiline", [rf"^spectrum/{p}/order_strength/k\d+$"]],
-            "outlier locations": ["Multiline", [rf"^spectrum/{p}/outlier_value_\d+$"]],
-        }
+    for param in params:  # the charts and their tags come from the record's one table of fields
+        layout[f"spectrum {param}"] = {title: ["Multiline", lines] for title, lines in charts(param).items()}
     if readout:
         layout["readout"] = {"readout MSE": ["Multiline", [r"^readout/(train|test)_mse$"]]}
     return layout
@@ -246,10 +229,10 @@ def final_metrics(
 ) -> dict[str, float]:
     """HPARAMS metrics of a run: the last record of each weight, plus the readout errors.
 
-    Tags ``final/<param>/<field>`` for ``outliers``, ``outliers_marginal``, ``outliers_deflated``,
-    ``predicted_outliers``, ``predicted_outliers_finite_n``, ``captured_energy/beta_<j>``,
-    ``captured_energy_baseline`` and ``step``; ``final/readout_train_mse`` and ``final/readout_test_mse``. Missing or
-    non-finite values are left out.
+    Tags ``final/<param>/<field>`` for the fields :data:`~spikelearn.functional.record.FIELDS` marks ``final``
+    (``step``, ``outliers``, ``outliers_marginal``, ``outliers_deflated``, ``predicted_outliers``,
+    ``predicted_outliers_finite_n``, ``captured_energy/beta_<j>``, ``captured_energy_baseline``);
+    ``final/readout_train_mse`` and ``final/readout_test_mse``. Missing or non-finite values are left out.
 
     Example:
         >>> final_metrics([{"param": "W", "step": 0, "outliers": 0},
@@ -261,20 +244,14 @@ def final_metrics(
     for record in records:
         last[str(record.get("param", "W"))] = record
     out: dict[str, float] = {}
+    for record in last.values():  # the fields and their tags come from the record's one table (FIELDS' ``final``)
+        out.update(final_scalars(record))
 
     def put(tag: str, value: Any) -> None:
         number = _number(value)
         if number is not None:
             out[tag] = number
 
-    for param, r in last.items():
-        prefix = f"final/{param}/"
-        for key in ("step", "outliers", "outliers_marginal", "outliers_deflated", "predicted_outliers",
-                    "predicted_outliers_finite_n"):
-            put(prefix + key, r.get(key))
-        for j, value in enumerate(r.get("captured_energy") or []):
-            put(f"{prefix}captured_energy/beta_{j}", value)
-        put(prefix + "captured_energy_baseline", r.get("captured_energy_baseline"))
     for key in ("readout/train_mse", "readout/test_mse"):
         put("final/" + key.replace("/", "_"), (readout or {}).get(key))
     return out

@@ -108,7 +108,7 @@ def make_trainer(steps: int, callbacks: Sequence[Callback] = (), precision: str 
 
 def spectrum_monitor(dirpath: str | os.PathLike[str], **kwargs: Any) -> SpectrumMonitor:
     """``SpectrumMonitor`` writing ``spectra.jsonl`` into ``dirpath``; no histograms or figures unless asked."""
-    options = {"histogram_per_decade": None, "save_figures": False, **kwargs}
+    options = {"histograms": False, "save_figures": False, **kwargs}
     return SpectrumMonitor(dirpath=dirpath, **options)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from spikelearn.callbacks import Cadence  # noqa: E402
 from _common import (  # noqa: E402
     RunConfig,
     base_parser,
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             components = args.components if name == "additive" else None
             config = RunConfig(width=N, step_c=tuple(args.c), step_alpha=(a1, a2), batches=batches, target=name,
                                target_components=components, seed=seed, precision=args.precision)
-            monitor = spectrum_monitor(Path(scratch) / f"run{i}", every_n_steps=2)
+            monitor = spectrum_monitor(Path(scratch) / f"run{i}", analyses=Cadence(every_n_steps=2))
             run(config, [monitor])
             records.setdefault((name, batches), []).append(monitor.history[-1])
     rows = []

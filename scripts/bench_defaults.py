@@ -36,14 +36,14 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from spikelearn.callbacks import SpectrumMonitor
+from spikelearn.callbacks import Cadence, SpectrumMonitor
 from spikelearn.data import GaussianDataModule
 from spikelearn.module import TwoLayerModule
 
 __all__ = ["DigitsLikeMLP", "PREVIOUS_DEFAULTS", "main", "run_overhead"]
 
-PREVIOUS_DEFAULTS = {"every_n_steps": 1, "last_step": False, "histogram_every_n_steps": 1, "histogram_per_decade": None,
-                     "figure_first_k": 3, "figure_every_n_steps": 10}
+PREVIOUS_DEFAULTS = {"analyses": Cadence(every_n_steps=1, last_step=False), "histograms": Cadence(every_n_steps=1),
+                     "figures": Cadence(first_k=3, every_n_steps=10)}
 """SpectrumMonitor's cadences before issue 10 (every step analysed and histogrammed, figures 0-3 and every 10)."""
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import lightning as L
 
-from spikelearn.callbacks import SpectrumMonitor
+from spikelearn.callbacks import Cadence, SpectrumMonitor
 from spikelearn.data import GaussianDataModule
 from spikelearn.module import TwoLayerModule
 
@@ -73,8 +73,8 @@ def monitor_overhead(size: int = 2048, steps: int = 3, batches: str = "reused") 
         for level in ("lightning.pytorch", "lightning.fabric"):
             logging.getLogger(level).setLevel(logging.ERROR)
         for name, options in (
-            ("lean", {"histogram_every_n_steps": None, "figure_every_n_steps": None, "save_figures": False}),
-            ("full", {"figure_first_k": steps}),
+            ("lean", {"histograms": False, "figures": False, "save_figures": False}),
+            ("full", {"figures": Cadence(first_k=steps)}),
         ):
             step_s, hook_s, engine_s = _fit(size, steps, batches, SpectrumMonitor(dirpath=f"{tmp}/{name}", **options))
             gd = statistics.median(step_s)

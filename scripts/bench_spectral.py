@@ -2,11 +2,11 @@
 
 For each size ``N = d = n`` (float32, one process, side by side) it trains spikelearn's network with its own data
 module: two spike-birth steps ``η = (N^0.35, 2 N^0.4)`` then small steps ``0.1 N^0.25``, and analyses every
-``W_t`` with one :class:`~spikelearn.functional.spectral.SpectralTracker` exactly as the monitor does (warm start
+``W_t`` with one :class:`~spikelearn.functional.engine.SpectralTracker` exactly as the monitor does (warm start
 and cached products). It prints each analysis as a ratio of process CPU time to one GD step (the closed-form
 ``G(W)``: forward and backward GEMMs), the count beside the same rule applied to the float64 full spectrum, the
 largest relative error of the outlier values, and the columns multiplied by ``W`` or ``Wᵀ``. With ``--weightwatcher`` (needs the optional ``bench`` extra) it also times
-weightwatcher's ``analyze(mp_fit=True)`` against a cold ``analyze_snapshot`` on a planted-spike matrix
+weightwatcher's ``analyze(mp_fit=True)`` against a cold :func:`~spikelearn.functional.engine.analyze` on a planted-spike matrix
 ``X + U diag(strengths) Vᵀ`` (default 2048², strengths 3 and 1.5: both above the BBP threshold, the second
 only 0.17 above the edge), and reports each tool's outlier count beside the float64 reference count.
 
@@ -26,7 +26,9 @@ from collections.abc import Callable
 
 import torch
 
-from spikelearn.functional.spectral import analyze_snapshot, singular_values_full
+from spikelearn.functional.engine import analyze
+from spikelearn.functional.inputs import EngineConfig
+from spikelearn.functional.spectral import singular_values_full
 
 
 def _timeit(fn: Callable[[], object], repeats: int) -> float:
@@ -64,7 +66,9 @@ def bench_size(
     from spikelearn.data import GaussianDataModule
     from spikelearn.functional import model as F
     from spikelearn.functional.activations import get_activation
-    from spikelearn.functional.spectral import SpectralTracker, TheoryInputs, detect_outliers
+    from spikelearn.functional.engine import SpectralTracker
+    from spikelearn.functional.inputs import TheoryInputs
+    from spikelearn.functional.outliers import detect_outliers
 
     g = torch.Generator().manual_seed(seed)
     N = d = n = size
@@ -76,7 +80,7 @@ def bench_size(
     X1, y1, _ = data.full_batch(1, device=device)
     timeit = _cpu_timeit if device == "cpu" else _cuda_timeit
     t_step = timeit(lambda: F.negative_gradient(W, a, X1, y1, act), repeats)
-    tracker = SpectralTracker(k=k)
+    tracker = SpectralTracker(EngineConfig(k=k))
     rows = []
     for t in range(len(schedule) + 1):
         if t:
@@ -85,14 +89,14 @@ def bench_size(
         theory = TheoryInputs(a=a, alphas=[al for _, al in schedule[:t]], B=data.directions.float().to(device))
         before = copy.deepcopy(tracker)
         t_snap = timeit(lambda: copy.deepcopy(before).update(W, t, theory), repeats)
-        summary = tracker.update(W, t, theory)
+        summary = tracker.update(W, t, theory).record()
         full = singular_values_full(W)
         reference = detect_outliers(full[:128], N=N, d=d, frobenius_sq=float(W.double().square().sum()))
-        err = max((abs(v - float(e)) / float(e) for v, e in zip(summary.outlier_values, full)), default=0.0)
+        err = max((abs(v - float(e)) / float(e) for v, e in zip(summary["outlier_values"], full)), default=0.0)
         rows.append({
-            "step": t, "snapshot": t_snap / t_step, "outliers": summary.outliers,
-            "marginal": summary.outliers_marginal, "deflated": summary.outliers_deflated,
-            "reference": reference.count, "max_rel_err": err, "matvecs": summary.matvecs,
+            "step": t, "snapshot": t_snap / t_step, "outliers": summary["outliers"],
+            "marginal": summary["outliers_marginal"], "deflated": summary["outliers_deflated"],
+            "reference": reference.count, "max_rel_err": err, "matvecs": summary["matvecs"],
         })
     t_svd = timeit(lambda: torch.linalg.svdvals(W), 1)
     return {"size": size, "step_s": t_step, "svdvals": t_svd / t_step, "steps": rows}
@@ -123,7 +127,7 @@ def _cpu_timeit(fn: Callable[[], object], repeats: int) -> float:
 
 
 def compare_weightwatcher(size: int = 2048, strengths: tuple[float, ...] = (3.0, 1.5), repeats: int = 3) -> dict:
-    """weightwatcher ``analyze(mp_fit=True)`` vs a cold ``analyze_snapshot`` on one planted-spike ``size²`` matrix.
+    """weightwatcher ``analyze(mp_fit=True)`` vs a cold :func:`~spikelearn.functional.engine.analyze` on one planted-spike ``size²`` matrix.
 
     Raises:
         ImportError: when weightwatcher is not installed (``pip install -e '.[bench]'``).
@@ -133,7 +137,7 @@ def compare_weightwatcher(size: int = 2048, strengths: tuple[float, ...] = (3.0,
     import weightwatcher  # optional; it reconfigures global logging, so it is imported only here
 
     from spikelearn.functional.rmt import bgn_rank_one
-    from spikelearn.functional.spectral import detect_outliers
+    from spikelearn.functional.outliers import detect_outliers
 
     g = torch.Generator().manual_seed(0)
     X = torch.randn(size, size, generator=g) / size**0.5  # (N, d), c = 1
@@ -143,8 +147,8 @@ def compare_weightwatcher(size: int = 2048, strengths: tuple[float, ...] = (3.0,
     reference = detect_outliers(
         singular_values_full(W.double())[:64], N=size, d=size, frobenius_sq=float(W.double().square().sum())
     ).count
-    t_ours = _timeit(lambda: analyze_snapshot(W, k=8), repeats)
-    ours = analyze_snapshot(W, k=8).outliers
+    t_ours = _timeit(lambda: analyze(W, config=EngineConfig(k=8)), repeats)
+    ours = analyze(W, config=EngineConfig(k=8))[0].outliers.count
     model = torch.nn.Sequential(torch.nn.Linear(size, size, bias=False))
     with torch.no_grad():
         model[0].weight.copy_(W)

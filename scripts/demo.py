@@ -33,7 +33,7 @@ os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 import lightning as L  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
-from spikelearn.callbacks import RECORD_FILENAME, SpectrumMonitor, summary_table  # noqa: E402
+from spikelearn.callbacks import RECORD_FILENAME, Cadence, SpectrumMonitor, summary_table  # noqa: E402
 from spikelearn.callbacks.summary import print_table  # noqa: E402
 from spikelearn.data import BATCH_MODES, GaussianDataModule  # noqa: E402
 from spikelearn.functional.theory import predicted_outlier_count  # noqa: E402
@@ -122,7 +122,7 @@ def _run(args: argparse.Namespace, batches: str, out_dir: Path, progress: Any, t
     n = args.batch_size or args.size
     module = TwoLayerModule(width=N, input_dim=d, step_c=args.step_c, step_alpha=args.step_alpha, seed=args.seed)
     data = GaussianDataModule(input_dim=d, batch_size=n, batches=batches, target=args.target, seed=args.seed)
-    monitor = SpectrumMonitor(figure_first_k=args.steps, figure_every_n_steps=max(args.steps, 1))
+    monitor = SpectrumMonitor(figures=Cadence(first_k=args.steps, every_n_steps=max(args.steps, 1)))
     timer = _Timer(progress, task)
     logger = TensorBoardLogger(out_dir, name=batches, version="")
     trainer = L.Trainer(

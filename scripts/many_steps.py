@@ -26,6 +26,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from spikelearn.callbacks import Cadence  # noqa: E402
 from _common import (  # noqa: E402
     ReadoutProbe,
     RunConfig,
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     readout: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="many_") as scratch:
         for batches in progress(args.batches, "many steps", not args.no_progress):
-            monitor = spectrum_monitor(Path(scratch) / batches, first_k=args.first_k, every_n_steps=every)
+            monitor = spectrum_monitor(Path(scratch) / batches, analyses=Cadence(first_k=args.first_k, every_n_steps=every))
             probe = ReadoutProbe(_readout_steps(T, args.readout_points))
             config = RunConfig(width=N, input_dim=d, batch_size=n, step_c=tuple(args.step_c),
                                step_alpha=tuple(args.step_alpha), step_tail=args.tail, batches=batches,

@@ -27,6 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from spikelearn.callbacks import Cadence  # noqa: E402
 from _common import (  # noqa: E402
     RunConfig,
     base_parser,
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             n = max(1, round(args.psi * d))
             config = RunConfig(width=N, input_dim=d, batch_size=n, step_c=tuple(args.c), step_alpha=(a1, a2),
                                batches=batches, target=args.target, seed=seed, precision=args.precision)
-            monitor = spectrum_monitor(Path(scratch) / f"run{i}", every_n_steps=2)
+            monitor = spectrum_monitor(Path(scratch) / f"run{i}", analyses=Cadence(every_n_steps=2))
             t0 = time.perf_counter()
             run(config, [monitor])
             record = monitor.history[-1]  # step 2

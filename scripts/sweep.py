@@ -116,7 +116,7 @@ def run_job(cli_args: list[str], job_dir: str, threads: int) -> dict[str, Any]:
     from spikelearn.cli import build_cli
 
     monitor = {"class_path": "spikelearn.callbacks.SpectrumMonitor",
-               "init_args": {"dirpath": job_dir, "histogram_per_decade": None}}
+               "init_args": {"dirpath": job_dir, "histograms": False}}
     build_cli(["fit", *cli_args, "--trainer.callbacks", json.dumps([monitor]),
                "--trainer.logger.init_args.save_dir", job_dir, "--trainer.enable_progress_bar", "false",
                "--trainer.enable_checkpointing", "false"])

@@ -2,9 +2,9 @@
 
 For each of four training schedules (``he1`` with small steps after the spike-birth steps, ``he2+he3`` on reused
 batches, ``he1`` with a large constant tail, ``bounded_he2``) it trains spikelearn's network with its own data module
-in float64, analyses every ``W_t`` in float32 with one :class:`~spikelearn.functional.spectral.SpectralTracker`
+in float64, analyses every ``W_t`` in float32 with one :class:`~spikelearn.functional.engine.SpectralTracker`
 (warm start, cached products, as the monitor runs it), and compares the count and the outlier statuses with
-:func:`~spikelearn.functional.spectral.detect_outliers` on the float64 full spectrum of the same ``W_t``. Prints
+:func:`~spikelearn.functional.outliers.detect_outliers` on the float64 full spectrum of the same ``W_t``. Prints
 one line per schedule (``count(columns multiplied)`` per step, ``!=`` where they differ) and the tally.
 
 Example::
@@ -36,23 +36,25 @@ def validate_schedule(size: int, target: str, schedule: Sequence[tuple[float, fl
     from spikelearn.data import GaussianDataModule
     from spikelearn.functional import model as F
     from spikelearn.functional.activations import get_activation
-    from spikelearn.functional.spectral import SpectralTracker, TheoryInputs, detect_outliers
+    from spikelearn.functional.engine import SpectralTracker
+    from spikelearn.functional.inputs import EngineConfig, TheoryInputs
+    from spikelearn.functional.outliers import detect_outliers
 
     g = torch.Generator().manual_seed(seed)
     W = F.init_first_layer(size, size, g, "gaussian").to(torch.float64)
     a = F.init_second_layer(size, g, "gaussian").to(torch.float64)
     act = get_activation("shifted_tanh")
     data = GaussianDataModule(input_dim=size, batch_size=size, target=target, seed=seed, batches=batches)
-    tracker, rows = SpectralTracker(k=32), []
+    tracker, rows = SpectralTracker(EngineConfig(k=32)), []
     for t in range(len(schedule) + 1):
         if t:
             X, y, _ = data.full_batch(t, dtype=torch.float64)
             c, alpha = schedule[t - 1]
             W = F.gradient_step(W, F.negative_gradient(W, a, X, y, act), c * size**alpha)
-        summary = tracker.update(W.float(), t, TheoryInputs(a=a.float(), alphas=[al for _, al in schedule[:t]]))
+        summary = tracker.update(W.float(), t, TheoryInputs(a=a.float(), alphas=[al for _, al in schedule[:t]])).record()
         reference = detect_outliers(torch.linalg.svdvals(W)[:128], N=size, d=size, frobenius_sq=float(W.square().sum()))
-        rows.append({"step": t, "outliers": summary.outliers, "status": summary.outlier_status,
-                     "reference": reference.count, "reference_status": reference.status, "matvecs": summary.matvecs})
+        rows.append({"step": t, "outliers": summary["outliers"], "status": summary["outlier_status"],
+                     "reference": reference.count, "reference_status": reference.status, "matvecs": summary["matvecs"]})
     return rows
 
 

@@ -34,6 +34,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from spikelearn.functional.record import number
+
 __all__ = ["REPORT_FILENAME", "Frame", "build_report", "film_frames", "main", "readout_errors_from_events"]
 
 REPORT_FILENAME = "report.html"
@@ -53,10 +55,9 @@ class Frame(NamedTuple):
 
 # ---------------------------------------------------------------------------------------------- reading
 def _number(value: Any) -> float:
-    """A finite float, else ``nan`` (records write non-finite numbers as ``null``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return math.nan
-    return float(value) if math.isfinite(value) else math.nan
+    """:func:`~spikelearn.functional.record.number`, with ``nan`` for "not a number" (what matplotlib skips)."""
+    value = number(value)
+    return math.nan if value is None else value
 
 
 def _find_config(run_dir: Path) -> Path | None:
@@ -148,8 +149,7 @@ def _frame_from_record(record: Mapping[str, Any]) -> bytes:
     for key, label, style in (
         ("bulk_edge", "fitted edge", dict(color="tab:green", ls="-")),
         ("cut", "cut (edge + margin)", dict(color="tab:red", ls="--")),
-        ("bulk_edge_mp" if "bulk_edge_mp" in record else "bulk_edge_empirical", "MP edge ŝ(1+√c)",
-         dict(color="tab:purple", ls=":")),
+        ("bulk_edge_mp", "MP edge ŝ(1+√c)", dict(color="tab:purple", ls=":")),
         ("bulk_edge_theory", "theoretical 1+√c", dict(color="tab:gray", ls="-.")),
     ):
         value = _number(record.get(key))
@@ -218,10 +218,9 @@ def _counts_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes:
 
 def _edges_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes:
     fig, ax = _figure()
-    mp_key = "bulk_edge_mp" if any("bulk_edge_mp" in r for r in records) else "bulk_edge_empirical"
     for key, label, style in (
         ("bulk_edge", "fitted edge (the cut's)", dict(color="tab:green", ls="-", marker="o")),
-        (mp_key, "MP edge at the fitted noise scale", dict(color="tab:purple", ls=":", marker=".")),
+        ("bulk_edge_mp", "MP edge at the fitted noise scale", dict(color="tab:purple", ls=":", marker=".")),
         ("bulk_edge_theory", "theoretical 1 + √c", dict(color="tab:gray", ls="-.")),
         ("cut", "cut = edge + margin", dict(color="tab:red", ls="--", marker="v")),
         ("top_bulk_value", "top bulk value", dict(color="tab:brown", ls="", marker="_", markersize=12)),

@@ -22,7 +22,8 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from spikelearn.callbacks import SpectrumMonitor
+from spikelearn.callbacks import Cadence, SpectrumMonitor
+from spikelearn.functional.inputs import EngineConfig
 
 WIDTH = 64  # N = d = 64: both watched weights are (64, 64)
 SAMPLES = 64  # the global batch (one batch per epoch)
@@ -89,8 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     y = torch.tanh(X[:, 0] + X[:, 1] * X[:, 2])  # (n,)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=SAMPLES // args.devices)
     monitor = SpectrumMonitor(
-        params=list(WATCHED), dirpath="record", k=8, max_order=2, histogram_every_n_steps=1,
-        figure_first_k=0, figure_every_n_steps=2,
+        params=list(WATCHED), dirpath="record", engine=EngineConfig(k=8, max_order=2),
+        histograms=Cadence(every_n_steps=1), figures=Cadence(first_k=0, every_n_steps=2),
     )
     callbacks: list[Callback] = [monitor, TrackerProbe(monitor), ModelCheckpoint(dirpath="checkpoints", save_last=True)]
     if args.poison_step is not None:

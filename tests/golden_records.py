@@ -1,7 +1,7 @@
 """Records and TensorBoard tags of small runs of the packaged configs and the demo, for before/after tests.
 
 ``tests/data/golden/`` holds what this module wrote with the engine of commit 105c9ff (before the staged engine):
-one ``<case>.jsonl`` (the run's ``spectra.jsonl``) and ``<case>.tags.json`` (the scalar tags TensorBoard got) per
+one ``<case>.jsonl``, written on one intra-op thread as the tests run, (the run's ``spectra.jsonl``) and ``<case>.tags.json`` (the scalar tags TensorBoard got) per
 case. ``tests/test_record_golden.py`` re-runs each case with today's code and compares. Regenerate only when a
 number is meant to change, and say why in the commit:
 
@@ -64,27 +64,31 @@ def tracker_case() -> list[dict[str, object]]:
     second spike born at step 3 and the first one fading; each record is the engine's JSON dict."""
     import torch
 
-    from spikelearn.functional.spectral import SpectralTracker, TheoryInputs
+    from spikelearn.functional.engine import SpectralTracker
+    from spikelearn.functional.inputs import EngineConfig, TheoryInputs
 
     g = torch.Generator().manual_seed(7)
     N, d = 400, 300
     a = torch.randn(N, generator=g, dtype=torch.float64) / N**0.5
     B = torch.linalg.qr(torch.randn(d, 2, generator=g, dtype=torch.float64))[0]
     X = torch.randn(N, d, generator=g, dtype=torch.float64) / d**0.5
-    tracker, out = SpectralTracker(k=16), []
+    tracker, out = SpectralTracker(EngineConfig(k=16)), []
     for t in range(7):
         dX = torch.randn(N, d, generator=g, dtype=torch.float64) / d**0.5
         X = X + 0.05 * dX
         W = X + (4.0 - 0.4 * t) * torch.outer(a / a.norm(), B[:, 0])
         W = W + max(0.0, t - 2.0) * torch.outer((a**2 - (a**2).mean()) / (a**2 - (a**2).mean()).norm(), B[:, 1])
         theory = TheoryInputs(a=a.float(), alphas=[0.35, 0.4, 0.2, 0.2, 0.2, 0.2][:t] or None, B=B.float())
-        out.append({"step": t, **tracker.update(W.float(), t, theory).to_json_dict()})
+        out.append(tracker.update(W.float(), t, theory).record(step=t))
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     import tempfile
 
+    import torch
+
+    torch.set_num_threads(1)  # as the test suite runs (tests/conftest.py): float32 sums depend on the thread count
     target = Path((list(argv) if argv is not None else sys.argv[1:])[0])
     target.mkdir(parents=True, exist_ok=True)
     records = tracker_case()

@@ -25,8 +25,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 SIZE = 32
 
 MONITOR_KWARGS: dict[str, Any] = {
-    "k": 8, "max_order": 2, "every_n_steps": 1, "histogram_per_decade": None, "figure_last_step": False,
-    "save_figures": False,
+    "engine": {"k": 8, "max_order": 2}, "analyses": {"every_n_steps": 1}, "histograms": False, "save_figures": False,
 }
 """A SpectrumMonitor that analyses every step cheaply (no histogram, no figure)."""
 

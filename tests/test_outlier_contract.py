@@ -24,7 +24,15 @@ import pytest
 import torch
 from scipy import optimize
 
-from spikelearn.functional.spectral import SpectralTracker, analyze_snapshot, detect_outliers
+from spikelearn.functional._measure import frobenius_sq
+from spikelearn.functional.engine import SpectralTracker, analyze
+from spikelearn.functional.inputs import EngineConfig, EngineState, TheoryInputs
+from spikelearn.functional.outliers import detect_outliers
+
+
+def _outliers(W, k=32):
+    """The outliers of a cold analysis of ``W``."""
+    return analyze(W, config=EngineConfig(k=k))[0].outliers
 
 DRAWS = 40  # fast tier; the slow tier below uses 200 per shape
 
@@ -162,9 +170,9 @@ def test_engine_finds_an_additive_spike_on_a_non_mp_bulk(shape):
     v = torch.randn(d, 1, generator=g, dtype=torch.float64)
     W = bulk(shape, N, d, 7) + 1.6 * true_edge(shape, N, d) * (u / u.norm()) @ (v / v.norm()).T
     full = torch.linalg.svdvals(W)
-    s = analyze_snapshot(W.float(), k=16)
-    assert s.outliers == 1
-    assert s.outlier_values[0] == pytest.approx(float(full[0]), rel=1e-4)
+    s = _outliers(W.float(), k=16)
+    assert s.count == 1
+    assert s.values[0] == pytest.approx(float(full[0]), rel=1e-4)
 
 
 def _planted_matrix(shape: str, N: int, d: int, seed: int, factors: tuple[float, ...]) -> torch.Tensor:
@@ -188,14 +196,14 @@ def test_engine_count_equals_the_float64_rule_on_planted_bulks(shape, N, d, fact
     for seed in range(2):
         W = _planted_matrix(shape, N, d, seed, factors)
         ref = _float64_rule(W)
-        cold = analyze_snapshot(W.float(), k=16)
-        assert (cold.outliers, cold.outlier_status) == (ref.count, ref.status)
+        cold = _outliers(W.float(), k=16)
+        assert (cold.count, cold.status) == (ref.count, ref.status)
         g = torch.Generator().manual_seed(seed)
         previous = W + 0.02 * torch.randn(N, d, generator=g, dtype=torch.float64) / math.sqrt(d)
-        tracker = SpectralTracker(k=16)
+        tracker = SpectralTracker(EngineConfig(k=16))
         tracker.update(previous.float(), 0)
-        warm = tracker.update(W.float(), 1)
-        assert (warm.outliers, warm.outlier_status) == (ref.count, ref.status)
+        warm = tracker.update(W.float(), 1).outliers
+        assert (warm.count, warm.status) == (ref.count, ref.status)
 
 
 # ---------------------------------------------------------------------------------------------- real runs
@@ -234,12 +242,11 @@ def test_two_step_runs_agree_with_a_float64_full_spectrum(cs, alphas, target):
     # the float32 engine (warm-started along the run, as the monitor runs it) counts what the rule counts on
     # the float64 full spectrum of the same W_2, and its fitted edge agrees to 1e-4 relative
     Ws, a = _trajectory(400, cs, alphas, target=target)
-    warm = None
-    for W in Ws:
-        s = analyze_snapshot(W.float(), a=a.float(), warm_start=warm)
-        warm = s.right_vectors
-    ref = _float64_rule(Ws[-1])
-    assert (s.outliers, s.outlier_status) == (ref.count, ref.status)
+    state = None
+    for W in Ws:  # warm-started along the run (each analysis a cold start of the theory's references)
+        analysis, state = analyze(W.float(), TheoryInputs(a=a.float()), state=EngineState(warm=None if state is None else state.warm))
+    s, ref = analysis.outliers, _float64_rule(Ws[-1])
+    assert (s.count, s.status) == (ref.count, ref.status)
     assert s.bulk_edge == pytest.approx(ref.bulk_edge, rel=1e-4)
 
 
@@ -252,15 +259,13 @@ def test_many_step_run_counts_follow_the_finite_n_prediction():
     # overstate the weak terms once the bulk has left MP (3 predicted at t = 100 over a connected bulk), so it
     # is an upper reference here, not a lower bound.
     Ws, a = _trajectory(512, (1, 1), (0.3, 0.45), steps=100, tail=(0.5, 0.25))
-    s0 = analyze_snapshot(Ws[0].float(), a=a.float())
-    warm, prev = s0.right_vectors, s0.a_products
-    for t, W in enumerate(Ws[1:], start=1):
-        s = analyze_snapshot(W.float(), a=a.float(), warm_start=warm, W0_products=s0.a_products, W_prev_products=prev)
-        warm, prev = s.right_vectors, s.a_products
+    tracker = SpectralTracker()
+    for t, W in enumerate(Ws):
+        s = tracker.update(W.float(), t, TheoryInputs(a=a.float())).record()
         if t in (2, 5, 10, 20, 50, 100):
-            clear = s.outliers - s.outliers_marginal
-            assert clear <= s.predicted_outliers_finite_n + 1, t
-            assert _float64_rule(W).count == s.outliers, t
+            clear = s["outliers"] - s["outliers_marginal"]
+            assert clear <= s["predicted_outliers_finite_n"] + 1, t
+            assert _float64_rule(W).count == s["outliers"], t
 
 
 @pytest.mark.parametrize("offset", [0.0, 1.0])
@@ -268,17 +273,13 @@ def test_frobenius_energy_equals_the_float64_sum(offset):
     # the statistic behind the MP comparator and noise scale: a float32 W at N = 4096 gives the float64 sum to
     # 1e-7 relative (measured 1-2e-8), four orders below a Tracy-Widom margin (~N^(-2/3) = 4e-3); a single float32
     # accumulation is ~1e-5 to 1e-2 off at 4096-8192, the error behind the 4-for-3 count
-    from spikelearn.functional.spectral import _check_finite
-
     W = torch.randn(4096, 4096, generator=torch.Generator().manual_seed(0)) / 64.0 + offset
-    assert _check_finite(W) == pytest.approx(float(W.to(torch.float64).square().sum()), rel=1e-7)
+    assert frobenius_sq(W) == pytest.approx(float(W.to(torch.float64).square().sum()), rel=1e-7)
 
 
 def test_huge_finite_entries_are_not_mistaken_for_inf():
-    from spikelearn.functional.spectral import _check_finite
-
     W = torch.full((3, 5), 1e20)  # finite in float32, but their squares overflow it
-    assert _check_finite(W) == pytest.approx(15 * 1e40, rel=1e-6)
+    assert frobenius_sq(W) == pytest.approx(15 * 1e40, rel=1e-6)
 
 
 @pytest.mark.slow
@@ -295,6 +296,4 @@ def test_float32_count_equals_float64_count_at_8192():
     edge = 2.0
     theta_clear = 1.3 * edge  # location ~ 2.9 > edge
     W = X + theta_clear * torch.outer(u[:, 0], v[:, 0]) + 0.5 * torch.outer(u[:, 1], v[:, 1])  # 0.5 < BBP: bulk
-    s32 = analyze_snapshot(W, k=16)
-    s64 = analyze_snapshot(W.to(torch.float64), k=16)
-    assert s32.outliers == s64.outliers == 1
+    assert _outliers(W, k=16).count == _outliers(W.to(torch.float64), k=16).count == 1

@@ -1,4 +1,4 @@
-"""The spectrum figure: builds from plain inputs, prints c = N/d, draws theory beside measurement."""
+"""The spectrum figure: builds from a record, prints c = N/d, draws theory beside measurement."""
 
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ def _spectrum(N=150, d=100, spike=4.0):
 
 def test_full_spectrum_figure_has_density_edges_outliers_and_predictions(tmp_path):
     values = _spectrum()
-    fig = spectrum_figure(
-        values, N=150, d=100, bulk_edge=2.25, margin=0.05, noise_scale=1.0, outlier_values=values[:1],
-        predicted_locations=[4.3], predicted_outliers=1, predicted_outliers_finite_n=1, outliers_deflated=0,
-        step=2, eta=12.5, param="W",
-    )
+    record = {"N": 150, "d": 100, "bulk_edge": 2.25, "margin": 0.05, "noise_scale": 1.0,
+              "outlier_values": values[:1].tolist(), "predicted_locations": [4.3], "predicted_outliers": 1,
+              "predicted_outliers_finite_n": 1, "outliers_deflated": 0, "step": 2, "eta": 12.5, "param": "W"}
+    fig = spectrum_figure(values, record)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     bulk, top = fig.axes
     assert bulk.get_title() == "W: singular values (c = N/d = 1.5)"
@@ -39,18 +38,19 @@ def test_full_spectrum_figure_has_density_edges_outliers_and_predictions(tmp_pat
 
 
 def test_top_values_only_and_unknown_theory():
-    fig = spectrum_figure([3.0, 2.1, 2.0, 1.9], N=300, d=100)
+    fig = spectrum_figure([3.0, 2.1, 2.0, 1.9], {"N": 300, "d": 100})
     text = "\n".join(t.get_text() for t in fig.axes[1].texts)
     assert "predicted" not in text and "c = N/d = 300/100 = 3" in text
     assert "ESD" not in fig.axes[0].get_legend_handles_labels()[1]  # partial spectrum: a rug, no histogram
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"N": 0, "d": 3}, "`N` must be a positive integer"), ({"N": 3, "d": 2.5}, "`d`")])
-def test_bad_sizes_are_named(kwargs, match):
+@pytest.mark.parametrize(("record", "match"), [({"N": 0, "d": 3}, "`N` must be a positive integer"),
+                                               ({"N": 3, "d": 2.5}, "`d`"), ({"d": 3}, "`N`")])
+def test_bad_sizes_are_named(record, match):
     with pytest.raises(ValueError, match=match):
-        spectrum_figure([1.0], **kwargs)
+        spectrum_figure([1.0], record)
 
 
 def test_empty_values_rejected():
     with pytest.raises(ValueError, match="at least one value"):
-        spectrum_figure([], N=2, d=2)
+        spectrum_figure([], {"N": 2, "d": 2})

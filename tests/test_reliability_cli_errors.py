@@ -16,8 +16,7 @@ def _config(root, **monitor):
         "trainer": {"max_steps": 1, "accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False,
                     "enable_checkpointing": False, "default_root_dir": str(root),
                     "callbacks": [{"class_path": "spikelearn.callbacks.SpectrumMonitor",
-                                   "init_args": {"k": 4, "histogram_every_n_steps": None, "figure_every_n_steps": None,
-                                                 **monitor}}]},
+                                   "init_args": {"engine": {"k": 4, **monitor}}}]},
         "model": {"width": 16}, "data": {"input_dim": 16, "batch_size": 16, "test_size": 4, "readout_size": 4},
     }
     path = root / "run.yaml"
@@ -47,8 +46,9 @@ def test_nan_step_size_names_the_field(tmp_path, capsys):
 
 
 def test_bad_callback_argument_names_the_callback_and_the_argument(tmp_path, capsys):
+    # SpectrumMonitor's `engine: {k: 0}`: the engine's config refuses it, naming itself and the field
     line = _last_line(capsys, ["--config", str(_config(tmp_path, k=0))])
-    assert line == "spikelearn: error: SpectrumMonitor: `k` must be an integer >= 1, got 0.", line
+    assert line == "spikelearn: error: EngineConfig: `k` must be an integer >= 1, got 0.", line
 
 
 def test_yaml_syntax_error_names_the_file_and_line(tmp_path, capsys):

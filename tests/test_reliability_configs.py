@@ -139,17 +139,30 @@ def _build_and_fit(v: dict[str, Any], root: Path) -> TwoLayerModule:
         max_norm_growth=v["max_norm_growth"],
     )
     first_k, every, per_decade = v["snapshot_cadence"]
-    monitor = {**MONITOR_KWARGS, **v["monitor"]}
+    monitor = {"max_order": MONITOR_KWARGS["engine"]["max_order"], **MONITOR_KWARGS, **v["monitor"]}
     if v["width_vs_order"] and isinstance(v["width"], int) and v["width"] >= 1:
         monitor["max_order"] = v["width"]
     elif isinstance(v["width"], int) and v["width"] >= 1 and isinstance(monitor["max_order"], int):
         monitor["max_order"] = min(monitor["max_order"], v["width"] - 1)
     callbacks = [
         WeightSnapshot(dirpath=root / "snapshots", first_k=first_k, every_n_steps=every, per_decade=per_decade),
-        SpectrumMonitor(dirpath=root / "record", **monitor),
+        SpectrumMonitor(dirpath=root / "record", **_monitor_kwargs(monitor)),
     ]
     tiny_trainer(root, 1, precision=v["precision"], callbacks=callbacks).fit(module, data)
     return module
+
+
+def _monitor_kwargs(monitor: dict[str, Any]) -> dict[str, Any]:
+    """The fuzzed monitor fields as SpectrumMonitor's arguments: ``k``, ``max_order``, ``quantile`` in ``engine``,
+    ``every_n_steps`` / ``first_k`` in ``analyses``, ``histogram_every_n_steps`` as ``histograms``."""
+    out = {key: value for key, value in monitor.items()
+           if key not in ("k", "max_order", "quantile", "every_n_steps", "first_k", "histogram_every_n_steps")}
+    out["engine"] = {**out.get("engine", {}), **{k: monitor[k] for k in ("k", "max_order", "quantile") if k in monitor}}
+    out["analyses"] = {**out.get("analyses", {}), **{k: monitor[k] for k in ("every_n_steps", "first_k") if k in monitor}}
+    if "histogram_every_n_steps" in monitor:
+        every = monitor["histogram_every_n_steps"]
+        out["histograms"] = False if every is None else {"every_n_steps": every}
+    return out
 
 
 def _check(values: dict[str, Any], bad: set[str], note=lambda outcome: None) -> None:

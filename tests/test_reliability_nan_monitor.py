@@ -41,6 +41,6 @@ class PoisonAt(Callback):
 
 
 def test_non_finite_weight_is_named_with_its_step(tmp_path):
-    monitor = SpectrumMonitor(params=["net.0.weight"], dirpath=tmp_path, **{**MONITOR_KWARGS, "k": 4, "max_order": 1})
+    monitor = SpectrumMonitor(params=["net.0.weight"], dirpath=tmp_path, **{**MONITOR_KWARGS, "engine": {"k": 4, "max_order": 1}})
     with pytest.raises(ValueError, match=r"SpectrumMonitor: parameter 'net.0.weight' at step 2 is not finite"):
         tiny_trainer(tmp_path, 3, callbacks=[PoisonAt(), monitor]).fit(Net())

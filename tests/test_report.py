@@ -148,7 +148,7 @@ def test_report_screenshot_is_not_blank(cli_run, tmp_path):
 def test_report_draws_the_film_from_records_without_figures(tmp_path):
     module = TwoLayerModule(width=64, input_dim=64, step_c=(1.0, 2.0), step_alpha=(0.35, 0.4))
     data = GaussianDataModule(input_dim=64, batch_size=64)
-    monitor = SpectrumMonitor(dirpath=tmp_path / "run", histogram_every_n_steps=None, figure_every_n_steps=None)
+    monitor = SpectrumMonitor(dirpath=tmp_path / "run")
     L.Trainer(max_steps=2, max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False, callbacks=[monitor], accelerator="cpu", devices=1,
               use_distributed_sampler=False).fit(module, data)

@@ -10,7 +10,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from reliability_helpers import MONITOR_KWARGS, tiny_data, tiny_module, tiny_trainer
 from spikelearn.callbacks import SpectrumMonitor, read_records
-from spikelearn.functional.spectral import SpectralTracker, TheoryInputs, analyze_snapshot
+from spikelearn.functional.engine import SpectralTracker, analyze, reference_products
+from spikelearn.functional.inputs import EngineConfig, EngineState, TheoryInputs
 
 
 def _trajectory(N: int = 200, steps: int = 5, seed: int = 0) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -23,8 +24,8 @@ def _trajectory(N: int = 200, steps: int = 5, seed: int = 0) -> tuple[list[torch
     return Ws, a
 
 
-def _fields(summary) -> dict:
-    record = summary.to_json_dict()
+def _fields(analysis) -> dict:
+    record = analysis.record()
     record.pop("matvecs")
     return record
 
@@ -34,13 +35,13 @@ def test_tracker_state_round_trip_continues_exactly():
     # stopped (same warm start, same cached products), to the last bit
     Ws, a = _trajectory()
     theory = TheoryInputs(a=a)
-    straight = SpectralTracker(k=8)
+    straight = SpectralTracker(EngineConfig(k=8))
     expected = [_fields(straight.update(W, t, theory)) for t, W in enumerate(Ws)]
-    first = SpectralTracker(k=8)
+    first = SpectralTracker(EngineConfig(k=8))
     for t, W in enumerate(Ws[:3]):
         first.update(W, t, theory)
     state = {key: (value.clone() if isinstance(value, torch.Tensor) else value) for key, value in first.state_dict().items()}
-    resumed = SpectralTracker(k=8)
+    resumed = SpectralTracker(EngineConfig(k=8))
     resumed.load_state_dict(state)
     assert [_fields(resumed.update(W, t, theory)) for t, W in enumerate(Ws) if t >= 3] == expected[3:]
 
@@ -49,17 +50,33 @@ def test_tracker_uses_its_cached_products_for_the_order_fit_and_finite_n_count()
     # the tracker never sees W_{t-1} or W_0 again, yet its order-k strengths and finite-N count equal the ones
     # computed from the matrices themselves
     Ws, a = _trajectory()
-    tracker = SpectralTracker(k=8)
+    tracker = SpectralTracker(EngineConfig(k=8))
     for t, W in enumerate(Ws):
-        s = tracker.update(W, t, TheoryInputs(a=a))
-    direct = analyze_snapshot(Ws[-1], a=a, W_prev=Ws[-2], W0=Ws[0], k=8)
-    assert s.order_strengths == pytest.approx(direct.order_strengths, rel=1e-9)
-    assert s.predicted_outliers_finite_n == direct.predicted_outliers_finite_n
+        s = tracker.update(W, t, TheoryInputs(a=a)).record()
+    K, t = 4, len(Ws) - 1
+    references = EngineState(products=reference_products(Ws[-2], a, K), products_step=t - 1,
+                             W0_products=reference_products(Ws[0], a, K))
+    direct = analyze(Ws[-1], TheoryInputs(a=a), EngineConfig(k=8), references, step=t)[0].record()
+    assert s["order_strengths"] == pytest.approx(direct["order_strengths"], rel=1e-9)
+    assert s["predicted_outliers_finite_n"] == direct["predicted_outliers_finite_n"]
+
+
+def test_remembered_products_stand_in_for_an_unanalysed_step():
+    # a tracker that skipped step t-1 but remembered W_{t-1}^T Q_a fits the update of step t as one that analysed it
+    Ws, a = _trajectory()
+    every = SpectralTracker(EngineConfig(k=8))
+    for t, W in enumerate(Ws):
+        expected = every.update(W, t, TheoryInputs(a=a)).record()["order_strengths"]
+    gap = SpectralTracker(EngineConfig(k=8))
+    gap.update(Ws[0], 0, TheoryInputs(a=a))
+    gap.remember(Ws[-2], len(Ws) - 2, a)
+    got = gap.update(Ws[-1], len(Ws) - 1, TheoryInputs(a=a)).record()["order_strengths"]
+    assert got == pytest.approx(expected, rel=1e-6)
 
 
 def test_tracker_state_is_weights_only_loadable(tmp_path):
     Ws, a = _trajectory(steps=1)
-    tracker = SpectralTracker(k=4)
+    tracker = SpectralTracker(EngineConfig(k=4))
     for t, W in enumerate(Ws):
         tracker.update(W, t, TheoryInputs(a=a))
     torch.save(tracker.state_dict(), tmp_path / "state.pt")

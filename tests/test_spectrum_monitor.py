@@ -14,10 +14,11 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from spikelearn.callbacks import RECORD_FILENAME, SpectrumMonitor, WeightSnapshot, load_snapshots, read_records
+from spikelearn.callbacks import RECORD_FILENAME, Cadence, SpectrumMonitor, WeightSnapshot, load_snapshots, read_records
 from spikelearn.data import GaussianDataModule
 from spikelearn.functional.activations import activation_coefficients
-from spikelearn.functional.spectral import analyze_snapshot
+from spikelearn.functional.engine import analyze, reference_products
+from spikelearn.functional.inputs import EngineConfig, EngineState, TheoryInputs
 from spikelearn.functional.schedule import StepSchedule
 from spikelearn.module import TwoLayerModule
 
@@ -59,7 +60,7 @@ def _events(log_dir: Path):
 
 def test_short_fit_logs_scalars_histograms_figure_and_record(tmp_path):
     module, data = _setup()
-    monitor = SpectrumMonitor(figure_first_k=1, figure_every_n_steps=3)
+    monitor = SpectrumMonitor(figures=Cadence(first_k=1, every_n_steps=3))
     logger = TensorBoardLogger(tmp_path, name="run", version=0)
     _trainer([monitor], 3, logger=logger).fit(module, data)
 
@@ -105,37 +106,39 @@ def test_short_fit_logs_scalars_histograms_figure_and_record(tmp_path):
 
 def test_counts_and_alignments_are_the_engines_on_the_saved_snapshot(tmp_path):
     module, data = _setup(batches="reused", size=300, steps_c=(2.0, 2.0))
-    monitor = SpectrumMonitor(dirpath=tmp_path, histogram_every_n_steps=None, figure_every_n_steps=None)
+    monitor = SpectrumMonitor(dirpath=tmp_path)
     snapshots = WeightSnapshot(dirpath=tmp_path / "snaps", first_k=2)
     _trainer([monitor, snapshots], 2).fit(module, data)
     snaps = load_snapshots(tmp_path / "snaps")
     assert [s.step for s in snaps] == [0, 1, 2]
     W0, W1, W2 = (s.weights["W"] for s in snaps)
-    offline = analyze_snapshot(
-        W2, a=snaps[2].a, B=snaps[2].B, W_prev=W1, W0=W0, alphas=[0.3, 0.45], a_kind="gaussian",
-        activation_coefficients=activation_coefficients(module.activation, 5).tolist(), k=32,
-    )
+    a = snaps[2].a
+    theory = TheoryInputs(a=a, B=snaps[2].B, alphas=[0.3, 0.45], a_kind="gaussian",
+                          activation_coefficients=activation_coefficients(module.activation, 5).tolist())
+    references = EngineState(products=reference_products(W1, a, 4), products_step=1,
+                             W0_products=reference_products(W0, a, 4))
+    offline = analyze(W2, theory, EngineConfig(k=32), references, step=2)[0].record()
     online = monitor.history[-1]
     assert online["step"] == 2 and online["outliers"] >= 1
     for key in ("outliers", "outliers_deflated", "predicted_outliers", "predicted_outliers_finite_n"):
-        assert online[key] == getattr(offline, key), key
+        assert online[key] == offline[key], key
     # warm start (online) vs cold start (offline) differ only within the solver's tolerance
-    torch.testing.assert_close(torch.tensor(online["alignment"]), torch.tensor(offline.alignment), atol=1e-3, rtol=0)
-    torch.testing.assert_close(torch.tensor(online["outlier_values"]), torch.tensor(offline.outlier_values), atol=1e-3, rtol=1e-4)
-    torch.testing.assert_close(torch.tensor(online["order_strengths"]), torch.tensor(offline.order_strengths), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(torch.tensor(online["alignment"]), torch.tensor(offline["alignment"]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(torch.tensor(online["outlier_values"]), torch.tensor(offline["outlier_values"]), atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(torch.tensor(online["order_strengths"]), torch.tensor(offline["order_strengths"]), atol=1e-4, rtol=1e-4)
 
 
 def test_resume_continues_the_record_without_duplicates(tmp_path):
     steps_full = 5
     # uninterrupted reference
     module, data = _setup(size=120)
-    reference = SpectrumMonitor(dirpath=tmp_path / "ref", every_n_steps=1, histogram_per_decade=None, figure_last_step=False)
+    reference = SpectrumMonitor(dirpath=tmp_path / "ref", analyses=Cadence(every_n_steps=1), histograms=False)
     _trainer([reference], steps_full).fit(module, data)
 
     # interrupted: checkpoints every step, the run goes on to step 4, then we resume from step 2's checkpoint
     module, data = _setup(size=120)
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1, save_top_k=-1, filename="{step}")
-    first = SpectrumMonitor(every_n_steps=1, histogram_per_decade=None, figure_last_step=False)
+    first = SpectrumMonitor(analyses=Cadence(every_n_steps=1), histograms=False)
     logger = TensorBoardLogger(tmp_path, name="run", version=0)
     _trainer([first, ckpt], 4, logger=logger, ckpt=True).fit(module, data)
     record = Path(logger.log_dir) / RECORD_FILENAME
@@ -145,7 +148,7 @@ def test_resume_continues_the_record_without_duplicates(tmp_path):
 
     for version in (0, 1):  # same log dir (truncated in place) and a fresh version dir (prefix copied)
         module, data = _setup(size=120)
-        resumed = SpectrumMonitor(every_n_steps=1, histogram_per_decade=None, figure_last_step=False)
+        resumed = SpectrumMonitor(analyses=Cadence(every_n_steps=1), histograms=False)
         logger = TensorBoardLogger(tmp_path, name="run", version=version)
         _trainer([resumed], steps_full, logger=logger, ckpt=True).fit(module, data, ckpt_path=tmp_path / "ckpt" / "step=2.ckpt")
         steps = [r["step"] for r in read_records(Path(logger.log_dir) / RECORD_FILENAME)]
@@ -180,7 +183,7 @@ class _MLP(L.LightningModule):
 
 def test_any_model_two_named_weights_with_several_loggers(tmp_path):
     names = ["net.0.weight", "net.2.weight"]
-    monitor = SpectrumMonitor(params=names, figure_first_k=1, k=8)
+    monitor = SpectrumMonitor(params=names, figures=Cadence(first_k=1), engine=EngineConfig(k=8))
     snapshots = WeightSnapshot(params=names, first_k=3)
     loggers = [TensorBoardLogger(tmp_path, name="tb", version=0), CSVLogger(tmp_path, name="csv", version=0)]
     _trainer([monitor, snapshots], 3, logger=loggers).fit(_MLP())
@@ -205,7 +208,7 @@ def test_any_model_two_named_weights_with_several_loggers(tmp_path):
 
 def test_no_logger_writes_to_default_root_dir(tmp_path):
     module, data = _setup(size=100)
-    monitor = SpectrumMonitor(figure_last_step=True)
+    monitor = SpectrumMonitor(figures=Cadence(first_k=0, last_step=True))
     _trainer([monitor], 1, root=tmp_path).fit(module, data)
     assert [r["step"] for r in read_records(tmp_path / RECORD_FILENAME)] == [0, 1]
     assert (tmp_path / "figures" / "spectrum_W_step000001.png").exists()
@@ -215,13 +218,17 @@ def test_generic_model_needs_params_and_bad_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"`params` must name the weights.*\['net.0.weight', 'net.2.weight', 'net.4.weight'\]"):
         _trainer([SpectrumMonitor(dirpath=tmp_path)], 1).fit(_MLP())
     with pytest.raises(ValueError, match="`every_n_steps` must be an integer >= 1, got 0"):
-        SpectrumMonitor(every_n_steps=0)
-    with pytest.raises(ValueError, match="`histogram_every_n_steps`"):
-        SpectrumMonitor(histogram_every_n_steps=0)
+        SpectrumMonitor(analyses={"every_n_steps": 0})
+    with pytest.raises(ValueError, match="`every_n_steps`"):
+        SpectrumMonitor(histograms={"every_n_steps": 0})
     with pytest.raises(ValueError, match="`quantile`"):
-        SpectrumMonitor(quantile=0.1)
+        SpectrumMonitor(engine={"quantile": 0.1})
     with pytest.raises(ValueError, match="`k`"):
-        SpectrumMonitor(k=0)
+        SpectrumMonitor(engine={"k": 0})
+    with pytest.raises(ValueError, match="`outlier_rule` must be one of"):
+        SpectrumMonitor(engine={"outlier_rule": "nosuch"})
+    with pytest.raises(ValueError, match="`figures`"):
+        SpectrumMonitor(figures="often")
 
 
 # ---------------------------------------------------------------------------------------------- subprocess runs
@@ -235,7 +242,7 @@ trainer:
   callbacks:
     - class_path: spikelearn.callbacks.SpectrumMonitor
       init_args:
-        figure_every_n_steps: null
+        figures: false
     - class_path: lightning.pytorch.callbacks.ModelCheckpoint
       init_args:
         every_n_train_steps: 1
@@ -344,7 +351,7 @@ class _OwnTwoLayer(L.LightningModule):
 
 
 def test_a_users_own_two_layer_module_gets_the_theory_through_the_protocol(tmp_path):
-    monitor = SpectrumMonitor(params="first.weight", k=8, histogram_every_n_steps=None, figure_every_n_steps=None)
+    monitor = SpectrumMonitor(params="first.weight", engine=EngineConfig(k=8))
     _trainer([monitor], 2, root=tmp_path).fit(_OwnTwoLayer())
     last = monitor.history[-1]
     assert last["predicted_outliers"] == 3 and last["order_strengths"] is not None
@@ -353,7 +360,7 @@ def test_a_users_own_two_layer_module_gets_the_theory_through_the_protocol(tmp_p
 
 def test_bf16_weights_are_analysed_as_a_float32_copy(tmp_path):
     module, data = _setup(size=64)
-    monitor = SpectrumMonitor(k=8, histogram_every_n_steps=1, figure_every_n_steps=None)
+    monitor = SpectrumMonitor(engine=EngineConfig(k=8), histograms=Cadence(every_n_steps=1))
     _trainer([monitor], 1, root=tmp_path, precision="bf16-true").fit(module, data)
     assert [r["step"] for r in monitor.history] == [0, 1]
     assert all("bfloat16 weights analysed as a float32 copy" in r["theory_note"] for r in monitor.history)
@@ -363,7 +370,7 @@ def test_histogram_of_a_large_weight_comes_from_the_density_estimate(tmp_path):
     # rank 320 > 256: the histogram is the SLQ estimate with the engine's top values exact; its fixed-width bins
     # stop at the cut, so the counts hold the bulk (min(N, d) minus the outliers above the last bin edge)
     module, data = _setup(size=320)
-    monitor = SpectrumMonitor(k=8, histogram_every_n_steps=1, figure_every_n_steps=None)
+    monitor = SpectrumMonitor(engine=EngineConfig(k=8), histograms=Cadence(every_n_steps=1))
     logger = TensorBoardLogger(tmp_path, name="tb", version=0)
     _trainer([monitor], 1, logger=logger).fit(module, data)
     acc = _events(Path(logger.log_dir))
@@ -379,7 +386,7 @@ def test_default_cadences_are_log_spaced_with_the_last_step_and_no_figure(tmp_pa
     """SpectrumMonitor(): analyses at 0, 1, 2, 3, 6, 10 and the last step (12); histograms at 0, 1, 10 and 12;
     no figure during training."""
     module, data = _setup(size=64)
-    monitor = SpectrumMonitor(k=8)
+    monitor = SpectrumMonitor(engine=EngineConfig(k=8))
     logger = TensorBoardLogger(tmp_path, name="run", version=0)
     _trainer([monitor], 12, logger=logger).fit(module, data)
     assert [r["step"] for r in monitor.history] == [0, 1, 2, 3, 6, 10, 12]
@@ -389,10 +396,12 @@ def test_default_cadences_are_log_spaced_with_the_last_step_and_no_figure(tmp_pa
     assert not (Path(logger.log_dir) / "figures").exists()
 
 
-@pytest.mark.parametrize("kwargs", [{"every_n_steps": 2, "per_decade": 3}, {"figure_per_decade": 0},
-                                    {"histogram_per_decade": 1.5}, {"last_step": "yes"}, {"figure_first_k": -1}])
+@pytest.mark.parametrize("kwargs", [{"figures": {"per_decade": 0}}, {"histograms": {"per_decade": 1.5}},
+                                    {"analyses": {"last_step": "yes"}}, {"figures": {"first_k": -1}},
+                                    {"analyses": {"every": 2}}])
 def test_cadence_arguments_are_validated_by_name(kwargs):
-    with pytest.raises(ValueError, match="|".join(f"`{name}`" for name in kwargs)):
+    (name, fields), = kwargs.items()
+    with pytest.raises((ValueError, TypeError), match="|".join(f"`?{field}`?" for field in fields)):
         SpectrumMonitor(**kwargs)
 
 

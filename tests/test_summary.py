@@ -56,7 +56,7 @@ def _plugin_values(log_dir: Path) -> dict[str, list]:
 def finished_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("summary")
     summary = RunSummary()
-    monitor = SpectrumMonitor(histogram_every_n_steps=None, figure_every_n_steps=None)
+    monitor = SpectrumMonitor()
     trainer, module, log_dir = _fit(tmp_path, [monitor, summary])
     return summary, monitor, module, log_dir
 
@@ -107,7 +107,7 @@ def test_hparams_hold_both_seeds_and_the_final_metrics(finished_run):
 
 
 def test_fit_ends_with_the_table_and_the_run_directory(tmp_path, capsys):
-    _fit(tmp_path, [SpectrumMonitor(histogram_every_n_steps=None, figure_every_n_steps=None), RunSummary()], readout=False)
+    _fit(tmp_path, [SpectrumMonitor(), RunSummary()], readout=False)
     out = capsys.readouterr().out
     assert "outliers tot/defl" in out and "predicted asym/finite-N" in out
     rows = [line.split() for line in out.splitlines() if re.match(r"^\s*[012]\s+", line)]
@@ -149,7 +149,7 @@ def test_final_metrics_skip_missing_and_non_finite():
 
 def test_progress_bar_counts_steps_with_eta_and_outliers(tmp_path):
     bar = StepProgressBar()
-    monitor = SpectrumMonitor(histogram_every_n_steps=None, figure_every_n_steps=None)
+    monitor = SpectrumMonitor()
     trainer, module, _ = _fit(tmp_path, [monitor, bar, RunSummary(print_table=False)], readout=False, progress=True)
     assert bar.total_train_batches == 2
     assert bar._get_train_description(0) == "step"

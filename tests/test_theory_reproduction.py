@@ -20,7 +20,7 @@ SEEDS = (0, 1, 2)
 
 
 def _step_two_record(tmp_path, *, size, step_c, step_alpha, target, batches, seed=0):
-    monitor = SpectrumMonitor(histogram_every_n_steps=None, figure_every_n_steps=None, save_figures=False,
+    monitor = SpectrumMonitor(save_figures=False,
                               dirpath=tmp_path / f"{target}-{batches}-{seed}")
     module = TwoLayerModule(width=size, input_dim=size, step_c=step_c, step_alpha=step_alpha, seed=seed)
     data = GaussianDataModule(input_dim=size, batch_size=size, batches=batches, target=target, seed=seed)

@@ -295,6 +295,44 @@ def _check_count(name: str, value: int) -> int:
     return int(value)
 
 
+def _deflation(W: Tensor, top_values: Tensor | None, top_vectors: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """The checked top values (float64, descending) and an orthonormal basis ``(n, k)`` of their vectors on the side
+    of the smaller Gram (``None`` without ``top_vectors``), for :func:`singular_value_density`."""
+    N, d = W.shape
+    n = min(N, d)
+    dev = W.device
+    top = torch.zeros(0, dtype=torch.float64, device=dev)
+    Q: Tensor | None = None  # (n, k) orthonormal basis to project out
+    if top_values is not None:
+        top = torch.as_tensor(top_values).to(device=dev, dtype=torch.float64).reshape(-1)
+        if top.numel() >= n:
+            raise ValueError(f"`top_values` must have fewer than min(N, d) = {n} entries, got {top.numel()}.")
+        if not bool(torch.isfinite(top).all()) or bool((top < 0).any()):
+            raise ValueError("`top_values` must be finite and non-negative.")
+        top = top.sort(descending=True).values
+    if top_vectors is not None:
+        if top_values is None:
+            raise ValueError("`top_vectors` needs `top_values` (their singular values).")
+        V = torch.as_tensor(top_vectors)
+        if V.ndim != 2 or V.shape != (d, top.numel()):
+            raise ValueError(
+                f"`top_vectors` must have shape (d, k) = ({d}, {top.numel()}), got {tuple(V.shape)}."
+            )
+        V = V.to(device=dev, dtype=torch.float64)
+        if not bool(torch.isfinite(V).all()):
+            raise ValueError("`top_vectors` has NaN or Inf entries.")
+        if top.numel():
+            if d <= N:
+                basis = V  # right vectors live on the Gram side
+            else:  # left vectors U = W V / s (one thin product), for the N x N Gram
+                if bool((top <= 0).any()):
+                    raise ValueError("`top_values` must be positive to deflate left vectors when N < d.")
+                with tf32_off(dev):
+                    basis = (W @ V.to(W.dtype)).to(torch.float64) / top[None, :]
+            Q = torch.linalg.qr(basis)[0]  # (n, k)
+    return top, Q
+
+
 def singular_value_density(
     W: Tensor,
     *,
@@ -349,35 +387,7 @@ def singular_value_density(
     n = min(N, d)
     dev = W.device
     M = W if d <= N else W.T  # (rows, n): A = Mᵀ M is the smaller Gram
-    top = torch.zeros(0, dtype=torch.float64, device=dev)
-    Q: Tensor | None = None  # (n, k) orthonormal basis to project out
-    if top_values is not None:
-        top = torch.as_tensor(top_values).to(device=dev, dtype=torch.float64).reshape(-1)
-        if top.numel() >= n:
-            raise ValueError(f"`top_values` must have fewer than min(N, d) = {n} entries, got {top.numel()}.")
-        if not bool(torch.isfinite(top).all()) or bool((top < 0).any()):
-            raise ValueError("`top_values` must be finite and non-negative.")
-        top = top.sort(descending=True).values
-    if top_vectors is not None:
-        if top_values is None:
-            raise ValueError("`top_vectors` needs `top_values` (their singular values).")
-        V = torch.as_tensor(top_vectors)
-        if V.ndim != 2 or V.shape != (d, top.numel()):
-            raise ValueError(
-                f"`top_vectors` must have shape (d, k) = ({d}, {top.numel()}), got {tuple(V.shape)}."
-            )
-        V = V.to(device=dev, dtype=torch.float64)
-        if not bool(torch.isfinite(V).all()):
-            raise ValueError("`top_vectors` has NaN or Inf entries.")
-        if top.numel():
-            if d <= N:
-                basis = V  # right vectors live on the Gram side
-            else:  # left vectors U = W V / s (one thin product), for the N x N Gram
-                if bool((top <= 0).any()):
-                    raise ValueError("`top_values` must be positive to deflate left vectors when N < d.")
-                with tf32_off(dev):
-                    basis = (W @ V.to(W.dtype)).to(torch.float64) / top[None, :]
-            Q = torch.linalg.qr(basis)[0]  # (n, k)
+    top, Q = _deflation(W, top_values, top_vectors)  # (k,), (n, k) orthonormal or None
 
     k = top.numel()
     steps = min(lanczos_steps, n - k if Q is not None else n)

@@ -1,4 +1,4 @@
-"""Tests for spikelearn.functional.spectral (SPEC §4).
+"""Tests for the spectral engine (SPEC §4): spikelearn.functional.spectral, .engine and its stages.
 
 Tolerance scales: outlier locations and overlaps fluctuate on the N^{-1/2} scale
 (1/sqrt(1500) = 0.026), the top bulk value on the Tracy-Widom N^{-2/3} scale.
@@ -10,18 +10,14 @@ import math
 import pytest
 import torch
 
-from spikelearn.functional import spectral
+from spikelearn.functional import engine, spectral
+from spikelearn.functional.alignment import left_alignment, order_decomposition, outlier_alignment
+from spikelearn.functional.engine import Analysis, analyze, reference_products
+from spikelearn.functional.inputs import EngineConfig, EngineState, TheoryInputs
+from spikelearn.functional.outliers import EDGE_WINDOW, detect_outliers, fit_soft_edge
 from spikelearn.functional.rmt import bgn_rank_one, mp_bulk_edge
-from spikelearn.functional.spectral import (
-    analyze_snapshot,
-    detect_outliers,
-    fit_soft_edge,
-    left_alignment,
-    order_decomposition,
-    outlier_alignment,
-    singular_values_full,
-    top_singular_triplets,
-)
+from spikelearn.functional.spectral import singular_values_full, top_singular_triplets
+from spikelearn.functional.spectrum import WARM_EXTRA
 from spikelearn.functional.theory import hadamard_power_basis
 
 F64 = torch.float64
@@ -45,8 +41,26 @@ def _planted(N, d, thetas, seed):
     return W, U, V
 
 
-def test_all_unique():
-    assert len(spectral.__all__) == len(set(spectral.__all__))
+def _analyze(W, theory=None, state=None, step=0, **config) -> Analysis:
+    """One analysis with ``EngineConfig(**config)``; the record is ``_analyze(...).record()``."""
+    return analyze(W, theory, EngineConfig(**config), state, step)[0]
+
+
+def _rec(W, theory=None, state=None, step=0, **config) -> dict:
+    return _analyze(W, theory, state, step, **config).record()
+
+
+def _references(a, K, step, W_prev=None, W0=None) -> EngineState:
+    """A state holding W_{t-1}^T Q_a and W_0^T Q_a computed from the matrices (what a tracker would have kept)."""
+    return EngineState(
+        products=None if W_prev is None else reference_products(W_prev, a, K), products_step=step - 1,
+        W0_products=None if W0 is None else reference_products(W0, a, K),
+    )
+
+
+@pytest.mark.parametrize("module", [spectral, engine])
+def test_all_unique(module):
+    assert len(module.__all__) == len(set(module.__all__))
 
 
 @pytest.mark.parametrize("c", [0.5, 1.0, 2.0])
@@ -55,15 +69,15 @@ def test_planted_spikes_match_bgn(c):
     d = int(N / c)
     thetas = [3.0, 2.0, 0.5 * c**0.25]  # two above BBP, one below
     W, U, V = _planted(N, d, thetas, seed=int(10 * c))
-    s = analyze_snapshot(W, k=8)
-    assert s.outliers == 2  # the sub-threshold spike is not reported
+    s = _rec(W, k=8)
+    assert s["outliers"] == 2  # the sub-threshold spike is not reported
     tri = top_singular_triplets(W, 2, tol=1e-6)
     for i, theta in enumerate(thetas[:2]):
         p = bgn_rank_one(theta, c)
         # fluctuations are O(min(N, d)^-1/2): 1/sqrt(1500) = 0.026, 1/sqrt(750) = 0.037.
         # location: worst observed ~1/sqrt(min(N, d)); tolerance 1.2/sqrt(min(N, d)) (0.03 at 1500)
         scale = min(N, d) ** -0.5
-        assert s.outlier_values[i] == pytest.approx(p.location, abs=1.2 * scale)
+        assert s["outlier_values"][i] == pytest.approx(p.location, abs=1.2 * scale)
         # overlaps: larger constants; tolerance 2/sqrt(min(N, d)) (0.05 at 1500)
         assert float((tri.left[:, i] @ U[:, i]) ** 2) == pytest.approx(p.left_overlap, abs=2 * scale)
         assert float((tri.right[:, i] @ V[:, i]) ** 2) == pytest.approx(p.right_overlap, abs=2 * scale)
@@ -73,7 +87,7 @@ def test_planted_spikes_match_bgn(c):
 def test_pure_noise_few_draws(c):
     N = 300
     d = int(N / c)
-    hits = sum(analyze_snapshot(_noise(N, d, seed), k=4).outliers > 0 for seed in range(10))
+    hits = sum(_rec(_noise(N, d, seed), k=4)["outliers"] > 0 for seed in range(10))
     assert hits == 0  # P(any) <= 2 % per draw, so 0 of 10 is the likely outcome (P >= 0.8)
 
 
@@ -82,7 +96,7 @@ def test_pure_noise_few_draws(c):
 def test_pure_noise_200_draws(c):
     N = 400
     d = int(N / c)
-    hits = sum(analyze_snapshot(_noise(N, d, 1000 + seed), k=4).outliers > 0 for seed in range(200))
+    hits = sum(_rec(_noise(N, d, 1000 + seed), k=4)["outliers"] > 0 for seed in range(200))
     assert hits <= 4  # contract: at most 2 % of draws report any outlier
 
 
@@ -93,9 +107,9 @@ def test_planted_spikes_many_seeds(c):
     d = int(N / c)
     for seed in range(5):
         W, _, _ = _planted(N, d, [2.5, 1.8, 0.4], seed=100 + seed)
-        s = analyze_snapshot(W, k=8)
-        assert s.outliers == 2
-        for v, th in zip(s.outlier_values, [2.5, 1.8]):
+        s = _rec(W, k=8)
+        assert s["outliers"] == 2
+        for v, th in zip(s["outlier_values"], [2.5, 1.8]):
             # location std is ~0.7/sqrt(min(N, d)) (measured); the worst of 10 draws per c
             # reaches ~1.5/sqrt(min(N, d)), so 2.5/sqrt(min(N, d)) (0.065 at 1500)
             assert v == pytest.approx(bgn_rank_one(th, c).location, abs=2.5 * min(N, d) ** -0.5)
@@ -125,28 +139,26 @@ def test_topk_cold_and_warm_match_full_svd(shape, dtype):
 
 def test_warm_start_fewer_products():
     W, _, _ = _planted(600, 600, [3.0, 2.2], seed=7)
-    cold = analyze_snapshot(W, k=16)
+    state = analyze(W, config=EngineConfig(k=16))[1]
     W2 = W + 0.01 * _noise(600, 600, 8)
-    warm = analyze_snapshot(W2, k=16, warm_start=cold.right_vectors)
-    cold2 = analyze_snapshot(W2, k=16)
-    assert warm.outliers == cold2.outliers == 2
-    assert warm.matvecs < cold2.matvecs
+    warm = _rec(W2, state=EngineState(warm=state.warm), k=16)
+    cold2 = _rec(W2, k=16)
+    assert warm["outliers"] == cold2["outliers"] == 2
+    assert warm["matvecs"] < cold2["matvecs"]
     ref = torch.linalg.svdvals(W2)[:2]
-    torch.testing.assert_close(torch.tensor(warm.outlier_values, dtype=F64), ref, rtol=1e-4, atol=0)
+    torch.testing.assert_close(torch.tensor(warm["outlier_values"], dtype=F64), ref, rtol=1e-4, atol=0)
 
 
 def test_warm_start_vectors_are_ritz_vectors_in_the_order_of_the_values():
     # right_vectors: the refined pairs and WARM_EXTRA more Ritz vectors of the final basis, orthonormal, and
     # column j is the Ritz vector of singular_values[j] (||W v_j|| = s_j up to float64 rounding of a Ritz pair)
-    from spikelearn.functional.spectral import EDGE_WINDOW, WARM_EXTRA
-
     W, _, _ = _planted(600, 500, [3.0, 2.2], seed=3)
-    s = analyze_snapshot(W, k=16)
-    V = s.right_vectors
-    assert V.shape[1] >= s.outliers + EDGE_WINDOW + WARM_EXTRA
+    analysis, state = analyze(W, config=EngineConfig(k=16))
+    s, V = analysis.record(), state.warm
+    assert V.shape[1] >= s["outliers"] + EDGE_WINDOW + WARM_EXTRA
     torch.testing.assert_close(V.T @ V, torch.eye(V.shape[1], dtype=V.dtype), atol=1e-10, rtol=0)
-    k = min(V.shape[1], len(s.singular_values))
-    torch.testing.assert_close(torch.linalg.vector_norm(W @ V[:, :k], dim=0), torch.tensor(s.singular_values[:k], dtype=F64),
+    k = min(V.shape[1], len(s["singular_values"]))
+    torch.testing.assert_close(torch.linalg.vector_norm(W @ V[:, :k], dim=0), torch.tensor(s["singular_values"][:k], dtype=F64),
                                rtol=1e-10, atol=0)
 
 
@@ -158,22 +170,22 @@ def test_full_spectrum():
 
 def test_outliers_scale_invariance_and_permutation():
     W, _, _ = _planted(400, 500, [3.0], seed=2)
-    s1 = analyze_snapshot(W, k=6)
-    s2 = analyze_snapshot(2.5 * W, k=6)
+    s1 = _rec(W, k=6)
+    s2 = _rec(2.5 * W, k=6)
     perm = torch.randperm(400, generator=_gen(0))
-    s3 = analyze_snapshot(W[perm], k=6)
-    assert s1.outliers == s2.outliers == s3.outliers == 1
-    assert s2.outlier_values[0] == pytest.approx(2.5 * s1.outlier_values[0], rel=1e-6)
-    assert s2.noise_scale == pytest.approx(2.5 * s1.noise_scale, rel=1e-9)
-    assert s3.outlier_values[0] == pytest.approx(s1.outlier_values[0], rel=1e-6)
+    s3 = _rec(W[perm], k=6)
+    assert s1["outliers"] == s2["outliers"] == s3["outliers"] == 1
+    assert s2["outlier_values"][0] == pytest.approx(2.5 * s1["outlier_values"][0], rel=1e-6)
+    assert s2["noise_scale"] == pytest.approx(2.5 * s1["noise_scale"], rel=1e-9)
+    assert s3["outlier_values"][0] == pytest.approx(s1["outlier_values"][0], rel=1e-6)
 
 
 def test_grows_k_until_bulk():
     thetas = [4.0, 3.6, 3.2, 2.8, 2.4, 2.0]
     W, _, _ = _planted(500, 500, thetas, seed=3)
-    s = analyze_snapshot(W, k=2)
-    assert s.outliers == 6 and len(s.singular_values) >= 7
-    assert s.top_bulk_value < s.cut
+    s = _rec(W, k=2)
+    assert s["outliers"] == 6 and len(s["singular_values"]) >= 7
+    assert s["top_bulk_value"] < s["cut"]
 
 
 def test_detect_outliers_falls_back_to_marchenko_pastur_with_too_few_values():
@@ -212,8 +224,8 @@ def test_deflated_count_is_total_or_one_less():
     _, Q = hadamard_power_basis(a, 1)
     V = torch.linalg.qr(torch.randn(d, 2, generator=g, dtype=F64))[0]
     W = _noise(N, d, 6) + 4.0 * torch.outer(Q[:, 0], V[:, 0]) + 2.5 * torch.outer(Q[:, 1], V[:, 1])
-    s = analyze_snapshot(W, a=a, k=8)
-    assert s.outliers == 2 and s.outliers_deflated == 1 == _deflated_count_f64(W, a)
+    s = _rec(W, TheoryInputs(a=a), k=8)
+    assert s["outliers"] == 2 and s["outliers_deflated"] == 1 == _deflated_count_f64(W, a)
 
 
 def test_order_decomposition_noiseless_exact():
@@ -234,12 +246,12 @@ def test_order_decomposition_noiseless_exact():
 def test_alignments():
     W, U, V = _planted(500, 400, [3.0, 2.5], seed=5)
     B = torch.linalg.qr(torch.cat([V, torch.randn(400, 1, generator=_gen(1), dtype=F64)], 1))[0]
-    s = analyze_snapshot(W, B=B, k=6)
-    al = torch.tensor(s.alignment)
+    s = _rec(W, TheoryInputs(B=B), k=6)
+    al = torch.tensor(s["alignment"])
     assert al.shape == (2, 3)
     # BGN right overlap at theta = 3, c = 1.25 is ~0.85; the random direction sees ~1/d
     assert float(al[0, 0]) > 0.7 and float(al[1, 1]) > 0.6 and float(al[:, 2].max()) < 0.05
-    assert s.captured_energy_baseline == 2 / 400
+    assert s["captured_energy_baseline"] == 2 / 400
     direct = outlier_alignment(V[:, :1], B)
     assert float(direct.overlaps[0, 0]) == pytest.approx(1.0)
 
@@ -253,19 +265,16 @@ def test_snapshot_with_a_deflation_and_predictions():
     V = torch.linalg.qr(torch.randn(d, 2, generator=g, dtype=F64))[0]
     W1 = W0 + 4.0 * torch.outer(Q[:, 0], V[:, 0])
     W2 = W1 + 2.0 * torch.outer(Q[:, 1], V[:, 1])
-    s = analyze_snapshot(
-        W2, a=a, B=V, W_prev=W1, W0=W0, alphas=[0.3, 0.25], max_order=2, k=8
-    )
-    assert s.outliers == 2 and s.outliers_deflated == 1
-    assert s.predicted_outliers == 2 and s.predicted_outliers_deflated == 1
-    assert s.predicted_outliers_finite_n == 2
+    s = _rec(W2, TheoryInputs(a=a, B=V, alphas=[0.3, 0.25]), _references(a, 2, 2, W1, W0), step=2, max_order=2, k=8)
+    assert s["outliers"] == 2 and s["outliers_deflated"] == 1
+    assert s["predicted_outliers"] == 2 and s["predicted_outliers_deflated"] == 1
+    assert s["predicted_outliers_finite_n"] == 2
     # left vectors: first outlier along a, second along the GS direction of a^2
-    assert s.left_alignment[0][0] > 0.8 and s.left_alignment[1][1] > 0.6
+    assert s["left_alignment"][0][0] > 0.8 and s["left_alignment"][1][1] > 0.6
     # order-1 strength ~2 (+ O(1) projected noise of norm ~sqrt(1)/... ), order 0 ~ noise only
-    assert s.order_strengths[1] == pytest.approx(2.0, abs=0.15)
-    assert s.order_alignment[1][1] > 0.9
-    json.dumps(s.to_json_dict())
-    assert "right_vectors" not in s.to_json_dict()
+    assert s["order_strengths"][1] == pytest.approx(2.0, abs=0.15)
+    assert s["order_alignment"][1][1] > 0.9
+    json.dumps(s)
 
 
 def _deflated_count_f64(W, a, fro_sq=None):
@@ -289,26 +298,23 @@ def test_warm_deflated_and_cached_products_match_cold():
     V = torch.linalg.qr(torch.randn(d, 2, generator=g, dtype=F64))[0]
     W1 = W0 + 4.0 * torch.outer(Q[:, 0], V[:, 0]) + 0.02 * _noise(N, d, 33)
     W2 = W1 + 2.5 * torch.outer(Q[:, 1], V[:, 1]) + 0.02 * _noise(N, d, 34)
-    kw = dict(a=a, max_order=2, k=8)
-    s0 = analyze_snapshot(W0, **kw)
-    s1 = analyze_snapshot(W1, W_prev=W0, W0=W0, **kw)
-    assert s1.a_products.shape == (d, 3)
-    cold = analyze_snapshot(W2, W_prev=W1, W0=W0, **kw)
-    warm = analyze_snapshot(
-        W2, warm_start=s1.right_vectors, W_prev_products=s1.a_products, W0_products=s0.a_products, **kw,
-    )
+    theory, config = TheoryInputs(a=a), EngineConfig(max_order=2, k=8)
+    _, state = analyze(W0, theory, config, step=0)
+    _, state = analyze(W1, theory, config, state, step=1)
+    assert state.products.shape == (d, 3) and state.products_step == 1
+    cold = _rec(W2, theory, _references(a, 2, 2, W1, W0), step=2, max_order=2, k=8)
+    warm = analyze(W2, theory, config, state, step=2)[0].record()
     exact = singular_values_full(W2)
-    assert warm.outliers == cold.outliers == 2
-    assert warm.outliers_deflated == cold.outliers_deflated == _deflated_count_f64(W2, a) == 1
+    assert warm["outliers"] == cold["outliers"] == 2
+    assert warm["outliers_deflated"] == cold["outliers_deflated"] == _deflated_count_f64(W2, a) == 1
     for s in (warm, cold):
-        for v, e in zip(s.outlier_values, exact):
+        for v, e in zip(s["outlier_values"], exact):
             assert abs(v - float(e)) / float(e) < 1e-4
     torch.testing.assert_close(
-        torch.tensor(warm.order_strengths), torch.tensor(cold.order_strengths), rtol=1e-9, atol=1e-12
+        torch.tensor(warm["order_strengths"]), torch.tensor(cold["order_strengths"]), rtol=1e-9, atol=1e-12
     )
-    assert warm.predicted_outliers_finite_n == cold.predicted_outliers_finite_n
-    assert "deflated_right_vectors" not in warm.to_json_dict()
-    assert "a_products" not in warm.to_json_dict()
+    assert warm["predicted_outliers_finite_n"] == cold["predicted_outliers_finite_n"]
+    json.dumps(warm)
 
 
 @pytest.mark.parametrize("dtype", [F64, torch.float32])
@@ -326,25 +332,22 @@ def test_warm_start_finds_new_near_edge_outlier(dtype):
     u /= u.norm()
     v = torch.randn(d, generator=g, dtype=F64)
     v /= v.norm()
-    prev = analyze_snapshot(W_prev.to(dtype), a=a.to(dtype), k=8)
-    assert prev.outliers == 0
+    prev, state = analyze(W_prev.to(dtype), TheoryInputs(a=a.to(dtype)), EngineConfig(k=8))
+    assert prev.outliers.count == 0
     theta = 1.5  # BGN location (1 + theta^2) / theta = 2.17 at c = 1; cut ~2.06
     W = (W_prev + theta * torch.outer(u, v)).to(dtype)
-    s = analyze_snapshot(
-        W, a=a.to(dtype), k=8, warm_start=prev.right_vectors,
-    )
+    s = _rec(W, TheoryInputs(a=a.to(dtype)), EngineState(warm=state.warm), k=8)
     exact = singular_values_full(W)
-    assert s.outliers == 1 and s.outliers_deflated == 1
-    assert s.outlier_margins[0] > 2.0
-    assert abs(s.outlier_values[0] - float(exact[0])) / float(exact[0]) < 1e-4
+    assert s["outliers"] == 1 and s["outliers_deflated"] == 1
+    assert s["outlier_margins"][0] > 2.0
+    assert abs(s["outlier_values"][0] - float(exact[0])) / float(exact[0]) < 1e-4
 
 
 def test_snapshot_outside_theory_note():
-    with pytest.warns(UserWarning):
-        s = analyze_snapshot(_noise(100, 100, 0), alphas=[0.6, 0.2], k=4)
-    assert s.predicted_outliers is None and "outside the theory" in s.theory_note
-    s3 = analyze_snapshot(_noise(100, 100, 0), alphas=[0.1, 0.2, 0.3], k=4)
-    assert s3.predicted_outliers is None and "two-step" in s3.theory_note
+    s = _rec(_noise(100, 100, 0), TheoryInputs(alphas=[0.6, 0.2]), k=4)
+    assert s["predicted_outliers"] is None and "outside the theory" in s["theory_note"]
+    s3 = _rec(_noise(100, 100, 0), TheoryInputs(alphas=[0.1, 0.2, 0.3]), k=4)
+    assert s3["predicted_outliers"] is None and "two-step" in s3["theory_note"]
 
 
 def test_left_alignment_shape():
@@ -354,28 +357,37 @@ def test_left_alignment_shape():
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    "W, theory, state, match",
     [
-        (dict(W=torch.ones(3)), "2-D"),
-        (dict(W=torch.ones(4, 5), k=5), r"\[1, 4\]"),
-        (dict(W=torch.ones(4, 5), k=0), "`k`"),
-        (dict(W=torch.tensor([[1.0, float("nan")], [0.0, 1.0]]), k=1), "NaN"),
-        (dict(W=torch.tensor([[1.0, float("inf")], [0.0, 1.0]]), k=1), "Inf"),
-        (dict(W=torch.ones(4, 5), k=2, a=torch.ones(5)), "`a`"),
-        (dict(W=torch.ones(4, 5), k=2, B=torch.ones(4, 1)), "`B`"),
-        (dict(W=torch.ones(4, 5), k=2, W_prev=torch.ones(5, 4)), "`W_prev`"),
-        (dict(W=torch.ones(4, 5), k=2, W0=torch.ones(4, 4)), "`W0`"),
-        (dict(W=torch.ones(4, 5), k=2, warm_start=torch.ones(4, 2)), "`warm_start`"),
-        (dict(W=torch.ones(4, 5), k=2, W_prev_products=torch.ones(5, 4)), "`W_prev_products`"),
-        (dict(W=torch.ones(4, 5), k=2, max_order=1, W0_products=torch.ones(5, 3)), "`W0_products`"),
-        (dict(W=torch.ones(4, 5), k=2, a_kind="uniform"), "`a_kind`"),
-        (dict(W=torch.ones(4, 5, dtype=torch.int64), k=2), "float32 or float64"),
+        (torch.ones(3), None, None, "2-D"),
+        (torch.tensor([[1.0, float("nan")], [0.0, 1.0]]), None, None, "NaN"),
+        (torch.tensor([[1.0, float("inf")], [0.0, 1.0]]), None, None, "Inf"),
+        (torch.ones(4, 5), TheoryInputs(a=torch.ones(5)), None, "`a`"),
+        (torch.ones(4, 5), TheoryInputs(B=torch.ones(4, 1)), None, "`B`"),
+        (torch.ones(4, 5), TheoryInputs(a_kind="uniform"), None, "`a_kind`"),
+        (torch.ones(4, 5), TheoryInputs(a=torch.ones(4)), EngineState(products=torch.ones(5, 4)), "`products`"),
+        (torch.ones(4, 5), TheoryInputs(a=torch.ones(4)), EngineState(W0_products=torch.ones(5, 3)), "`W0_products`"),
+        (torch.ones(4, 5, dtype=torch.int64), None, None, "float32 or float64"),
     ],
 )
-def test_bad_input(kwargs, match):
-    W = kwargs.pop("W")
+def test_bad_input(W, theory, state, match):
     with pytest.raises(ValueError, match=match):
-        analyze_snapshot(W, **kwargs)
+        analyze(W, theory, EngineConfig(k=2, max_order=1), state)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [(dict(k=0), "`k`"), (dict(max_order=-1), "`max_order`"), (dict(quantile=0.1), "`quantile`"),
+     (dict(tol=0.0), "`tol`"), (dict(outlier_rule="nosuch"), "edge_scan"), (dict(block_size=True), "`block_size`")],
+)
+def test_bad_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        EngineConfig(**kwargs)
+
+
+def test_k_is_capped_at_the_rank():
+    W = _noise(20, 30, 0)
+    assert len(_rec(W, k=64)["singular_values"]) == 20
 
 
 def test_bad_input_topk():
@@ -395,5 +407,5 @@ def test_more_outliers_than_the_block_are_all_found(n_planted):
     U, _ = torch.linalg.qr(torch.randn(N, n_planted, generator=g, dtype=torch.float64))
     V, _ = torch.linalg.qr(torch.randn(d, n_planted, generator=g, dtype=torch.float64))
     strengths = torch.linspace(4.0, 8.0, n_planted, dtype=torch.float64)  # all far above the BBP threshold 1
-    summary = analyze_snapshot(X + U @ torch.diag(strengths) @ V.T, block_size=16)
-    assert summary.outliers == n_planted
+    summary = _rec(X + U @ torch.diag(strengths) @ V.T, block_size=16)
+    assert summary["outliers"] == n_planted
