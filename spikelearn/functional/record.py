@@ -81,6 +81,7 @@ FIELDS: tuple[Field, ...] = (
     Field("bulk_edge_theory", lambda an: an.outliers.bulk_edge_theory, "bulk_edge_theory", chart=(_EDGES, 0)),
     Field("top_bulk_value", lambda an: an.outliers.top_bulk_value, "top_bulk_value", chart=(_EDGES, 1)),
     Field("edge_scale", lambda an: an.outliers.edge_scale, "edge_scale"),
+    Field("edge_error", lambda an: an.outliers.edge_error, "edge_error"),
     Field("margin", lambda an: an.outliers.margin, "margin"),
     Field("cut", lambda an: an.outliers.cut, "cut", chart=(_EDGES, 1)),
     Field("edge_method", lambda an: an.outliers.method),
