@@ -62,38 +62,20 @@ def quiet() -> None:
 
 @dataclass
 class RunConfig:
-    """One training run: the module's and data module's arguments (``input_dim``/``batch_size`` default to ``width``)."""
+    """One training run: ``model`` and ``data`` are :class:`TwoLayerModule`'s and :class:`GaussianDataModule`'s own
+    keyword arguments (nothing is re-declared here, so every option of theirs is available and validated by them);
+    ``input_dim`` defaults to ``model["width"]`` on both sides and ``data["batch_size"]`` to the width too."""
 
-    width: int
-    input_dim: int | None = None
-    batch_size: int | None = None
-    step_c: Sequence[float] = (1.0, 1.0)
-    step_alpha: Sequence[float] = (0.3, 0.45)
-    step_tail: str = "constant"
-    batches: str = "independent"
-    target: str = "he1"
-    target_components: Sequence[str] | None = None
-    activation: str = "shifted_tanh"
-    seed: int = 0
+    model: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)
     steps: int = 2
     precision: str = "32-true"
-    readout: bool = False
-    test_size: int = 1024
-    readout_size: int = 1024
-    extra_model: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> tuple[TwoLayerModule, GaussianDataModule]:
-        d = self.input_dim or self.width
-        module = TwoLayerModule(
-            width=self.width, input_dim=d, activation=self.activation, step_c=tuple(self.step_c),
-            step_alpha=tuple(self.step_alpha), step_tail=self.step_tail, seed=self.seed, readout=self.readout,
-            **self.extra_model,
-        )
-        data = GaussianDataModule(
-            input_dim=d, batch_size=self.batch_size or self.width, batches=self.batches, target=self.target,
-            target_components=None if self.target_components is None else list(self.target_components),
-            seed=self.seed, test_size=self.test_size, readout_size=self.readout_size,
-        )
+        width = self.model.get("width", 256)
+        d = self.model.get("input_dim", self.data.get("input_dim", width))
+        module = TwoLayerModule(**{"input_dim": d, **self.model})
+        data = GaussianDataModule(**{"input_dim": d, "batch_size": width, **self.data})
         return module, data
 
 

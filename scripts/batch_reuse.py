@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="reuse_") as scratch:
         for i, (name, batches, seed) in enumerate(progress(grid, "batch reuse", not args.no_progress)):
             components = args.components if name == "additive" else None
-            config = RunConfig(width=N, step_c=tuple(args.c), step_alpha=(a1, a2), batches=batches, target=name,
-                               target_components=components, seed=seed, precision=args.precision)
+            config = RunConfig(model=dict(width=N, step_c=tuple(args.c), step_alpha=(a1, a2), seed=seed),
+                               data=dict(batches=batches, target=name, target_components=components, seed=seed),
+                               precision=args.precision)
             monitor = spectrum_monitor(Path(scratch) / f"run{i}", analyses=Cadence(every_n_steps=2))
             run(config, [monitor])
             records.setdefault((name, batches), []).append(monitor.history[-1])

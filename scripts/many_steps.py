@@ -85,10 +85,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for batches in progress(args.batches, "many steps", not args.no_progress):
             monitor = spectrum_monitor(Path(scratch) / batches, analyses=Cadence(first_k=args.first_k, every_n_steps=every))
             probe = ReadoutProbe(_readout_steps(T, args.readout_points))
-            config = RunConfig(width=N, input_dim=d, batch_size=n, step_c=tuple(args.step_c),
-                               step_alpha=tuple(args.step_alpha), step_tail=args.tail, batches=batches,
-                               target=args.target, seed=args.seeds or 0, steps=T, precision=args.precision,
-                               readout_size=max(2 * N, 256), test_size=max(2 * N, 256))
+            seed = args.seeds or 0
+            config = RunConfig(
+                model=dict(width=N, input_dim=d, step_c=tuple(args.step_c), step_alpha=tuple(args.step_alpha),
+                           step_tail=args.tail, seed=seed),
+                data=dict(input_dim=d, batch_size=n, batches=batches, target=args.target, seed=seed,
+                          readout_size=max(2 * N, 256), test_size=max(2 * N, 256)),
+                steps=T, precision=args.precision)
             run(config, [monitor, probe])
             for r in monitor.history:
                 values = r["singular_values"]

@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows: list[dict] = _read_runs(args.from_csv) if args.from_csv else []
     for (a1, a2), batches, N, seed in progress([] if args.from_csv else grid, "order exponents", not args.no_progress):
         keep = KeepWeights({1, 2})
-        config = RunConfig(width=N, step_c=tuple(args.c), step_alpha=(a1, a2), batches=batches, target=args.target,
-                           seed=seed, precision=args.precision)
+        config = RunConfig(model=dict(width=N, step_c=tuple(args.c), step_alpha=(a1, a2), seed=seed),
+                           data=dict(batches=batches, target=args.target, seed=seed), precision=args.precision)
         _, module, data = run(config, [keep])
         W1, W2, a = keep.weights[1], keep.weights[2], module.a.detach()
         B = data.directions.to(W2.dtype)

@@ -87,8 +87,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                                                  not args.no_progress)):
             d = max(1, round(N / args.aspect))
             n = max(1, round(args.psi * d))
-            config = RunConfig(width=N, input_dim=d, batch_size=n, step_c=tuple(args.c), step_alpha=(a1, a2),
-                               batches=batches, target=args.target, seed=seed, precision=args.precision)
+            config = RunConfig(model=dict(width=N, input_dim=d, step_c=tuple(args.c), step_alpha=(a1, a2), seed=seed),
+                               data=dict(input_dim=d, batch_size=n, batches=batches, target=args.target, seed=seed),
+                               precision=args.precision)
             monitor = spectrum_monitor(Path(scratch) / f"run{i}", analyses=Cadence(every_n_steps=2))
             t0 = time.perf_counter()
             run(config, [monitor])
