@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from spikelearn._atomic import TMP_PREFIX, atomic_write
+from spikelearn.functional.record import plain
 
 __all__ = [
     "SNAPSHOT_FORMAT",
@@ -48,23 +49,8 @@ _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
 
 # ---------------------------------------------------------------------------------------------- JSON lines
-def _plain(value: Any) -> Any:
-    """JSON-safe copy: tensors to lists, non-finite floats to ``None`` (JSON has no NaN)."""
-    if isinstance(value, Tensor):
-        value = value.detach().cpu().tolist()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _plain(value.item())
-    return value
-
-
 def _encode(record: Mapping[str, Any]) -> bytes:
-    return (json.dumps(_plain(record), separators=(",", ":"), allow_nan=False) + "\n").encode()
+    return (json.dumps(plain(record), separators=(",", ":"), allow_nan=False) + "\n").encode()
 
 
 def append_record(path: str | os.PathLike[str], record: Mapping[str, Any]) -> None:

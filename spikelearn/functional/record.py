@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import torch
+
 __all__ = ["FIELDS", "SCHEMA", "Field", "charts", "final_scalars", "flatten", "number", "plain", "scalars"]
 
 SCHEMA = 2
@@ -136,16 +138,23 @@ def number(value: Any) -> float | None:
 
 
 def plain(value: Any) -> Any:
-    """``value`` with every non-finite float (also inside lists) made ``None``: what JSON can hold.
+    """A JSON-safe copy of ``value``: non-finite floats become ``None`` (JSON has no NaN), tensors and tuples lists,
+    numpy scalars Python numbers, mapping keys strings.
 
     Example:
-        >>> plain([1.0, float("inf"), [float("nan"), 2]])
-        [1.0, None, [None, 2]]
+        >>> plain({"a": [1.0, float("inf"), (float("nan"), 2)], 3: torch.tensor([0.5])})
+        {'a': [1.0, None, [None, 2]], '3': [0.5]}
     """
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().tolist()
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (int, str, bool)):  # numpy scalars
+        return plain(value.item())
     return value
 
 
