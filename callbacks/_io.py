@@ -92,7 +92,8 @@ def read_records(path: str | os.PathLike[str], *, drop_truncated: bool = False) 
 
     Raises:
         ValueError: naming the file and line, for a truncated last line (unless ``drop_truncated``) or a line
-            that is not UTF-8, not JSON (nested too deeply, an integer too long to convert) or not a JSON object.
+            that is not UTF-8, not JSON (nested too deeply, an integer too long to convert), not a JSON object, or
+            whose ``step`` is not an integer >= 0 (a string, ``NaN``, a float).
         FileNotFoundError: if the file does not exist.
 
     Example:
@@ -134,6 +135,10 @@ def _decode(path: Path, number: int, line: bytes) -> dict[str, Any]:
         raise ValueError(f"{path}: line {number} is not a readable record ({err}).") from None
     if not isinstance(record, dict):
         raise ValueError(f"{path}: line {number} is not a JSON object.")
+    step = record.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        shown = repr(step) if len(repr(step)) <= 60 else repr(step)[:59] + "…"
+        raise ValueError(f"{path}: line {number} has `step` = {shown}, expected an integer >= 0.")
     return record
 
 
@@ -348,8 +353,9 @@ def _check_header(path: Path) -> None:
 
 def _metadata_step(path: Path, metadata: Mapping[str, str]) -> tuple[int, float | None]:
     step_text = metadata.get("step")
-    if not isinstance(step_text, str) or not re.fullmatch(r"[0-9]+", step_text):
-        raise ValueError(f"{path}: metadata `step` must be an integer >= 0, got {step_text!r}.")
+    if not isinstance(step_text, str) or not re.fullmatch(r"[0-9]{1,18}", step_text):
+        shown = repr(step_text) if len(repr(step_text)) <= 60 else repr(step_text)[:59] + "…"
+        raise ValueError(f"{path}: metadata `step` must be an integer in [0, 10**18), got {shown}.")
     step = int(step_text)
     named = snapshot_step(path.name)
     if named is not None and named != step:
