@@ -401,6 +401,23 @@ class SpikelearnCLI(LightningCLI):
 
         if getattr(rank_zero_only, "rank", 0) == 0:  # one writer per run directory (released in _run_subcommand)
             self._run_locks = lock_run_directories(run_directories(self.trainer))
+            self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        # what a kill -9 mid-write left in the directories this run now holds (and in the resumed run's, when no
+        # live run holds it): spikelearn's own .tmp-XXXXXXXX names only
+        from spikelearn.run_lock import remove_stale_temporaries
+
+        ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
+        also: list[Path] = []
+        if ckpt_path and str(ckpt_path) not in _CKPT_KEYWORDS and Path(str(ckpt_path)).is_file():
+            checkpoint = Path(str(ckpt_path)).expanduser().absolute()
+            also = [checkpoint.parent, checkpoint.parent.parent]
+        removed = remove_stale_temporaries(self._run_locks, also=also)
+        if removed:
+            folders = sorted({str(p.parent) for p in removed})
+            sys.stderr.write(f"spikelearn: removed {len(removed)} stale temporary file(s) of an interrupted write in "
+                             f"{', '.join(folders)}\n")
 
     def _run_subcommand(self, subcommand: str) -> None:
         from lightning.pytorch.utilities.exceptions import SIGTERMException

@@ -39,3 +39,46 @@ def test_resuming_a_copy_of_a_run_leaves_the_original_untouched(tmp_path):
     assert _listing(original / "snapshots") == before, "the copy's resume wrote into the original's snapshots"
     assert [s.step for s in load_snapshots(copy / "snapshots")] == list(range(7))
     assert any("another run's directory; this run writes only to" in str(w.message) for w in caught)
+
+
+STALE = ".tmp-abc123_z"  # the pattern of spikelearn._atomic's temporary files (tempfile.mkstemp(prefix=".tmp-"))
+NOT_OURS = (".tmp-keep-me", "notes.tmp-abc123_z", ".tmp-ABCDEFGH")
+
+
+def test_a_run_that_takes_the_lock_removes_stale_temporaries_of_its_own_directories(tmp_path):
+    from reliability_helpers import write_run_config
+
+    from spikelearn.cli import build_cli
+    from spikelearn.run_lock import RunDirectoryLock
+
+    config = write_run_config(tmp_path / "run.yaml", tmp_path, max_steps=2)
+    folders = [tmp_path / name for name in ("snapshots", "checkpoints", "record", "record/figures")]
+    for folder in folders:
+        folder.mkdir(parents=True)
+        (folder / STALE).write_bytes(b"\0" * 4096)
+        for name in NOT_OURS:
+            (folder / name).write_bytes(b"kept")
+    other = tmp_path / "other_run"  # another live run's directory below this one: not ours to clean
+    other.mkdir()
+    (other / STALE).write_bytes(b"live")
+    with RunDirectoryLock(other):
+        build_cli(["fit", "--config", str(config)])
+    for folder in folders:
+        assert not (folder / STALE).exists(), f"the stale temporary in {folder} was left"
+        assert all((folder / name).read_bytes() == b"kept" for name in NOT_OURS)
+    assert (other / STALE).read_bytes() == b"live"
+
+
+def test_a_resume_into_a_new_version_cleans_the_interrupted_version(tmp_path):
+    from reliability_helpers import write_run_config
+
+    from spikelearn.cli import build_cli
+
+    config = write_run_config(tmp_path / "run.yaml", tmp_path, max_steps=2, checkpoint_every=None, logger=True,
+                              explicit_dirs=False)  # the CLI's own periodic last.ckpt, in version_0/checkpoints
+    build_cli(["fit", "--config", str(config)])
+    version_0 = tmp_path / "tb" / "run" / "version_0"
+    (version_0 / "snapshots" / STALE).write_bytes(b"\0" * 4096)  # what a kill -9 mid-snapshot leaves
+    build_cli(["fit", "--config", str(config), "--trainer.max_steps", "3", "--ckpt_path", "last"])
+    assert (tmp_path / "tb" / "run" / "version_1" / "checkpoints" / "last.ckpt").is_file()
+    assert not (version_0 / "snapshots" / STALE).exists()
