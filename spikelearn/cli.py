@@ -453,12 +453,17 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SpikelearnCLI:
 
     A packaged config name after ``--config`` (e.g. ``two_step_reused``) is replaced by its path first.
     """
+    from spikelearn._cli_errors import _config_files
+    from spikelearn._yaml_guard import check_yaml_expansion
+
     if args is None:
         resolved = resolve_config_names(sys.argv[1:])
         if resolved != sys.argv[1:]:
             sys.argv[1:] = resolved
     elif isinstance(args, list):
         args = resolve_config_names(args)
+    for config_file in _config_files(sys.argv[1:] if args is None else [str(a) for a in args]):
+        check_yaml_expansion(config_file)  # an alias bomb is refused before jsonargparse expands it
     return SpikelearnCLI(
         TwoLayerModule,
         GaussianDataModule,
