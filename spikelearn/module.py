@@ -391,6 +391,11 @@ def check_resume_config(
         ValueError: Cannot resume the checkpoint with a changed config: `model.seed` was 0, now 5. ...
     """
     changes: list[str] = []
+    if model is not None and not isinstance(checkpoint.get("hyper_parameters"), Mapping):
+        import warnings
+
+        warnings.warn(f"{source} has no hyper_parameters: its model fields cannot be compared with this run's, so "
+                      "the resume is not checked for a changed config (was it written by spikelearn?).", stacklevel=2)
     for prefix, key, current in (("model", "hyper_parameters", model), ("data", "datamodule_hyper_parameters", data)):
         saved = checkpoint.get(key)
         if current is None or not isinstance(saved, Mapping):
