@@ -576,7 +576,7 @@ def build_report(
         frames = film_frames(run_dir, rows_p, p)
         parts.append(f"<h2>Spectrum over steps{suffix}</h2>")
         shown_of = "" if len(frames) >= len(rows_p) else (
-            f" of {len(rows_p)} analysed steps (log-spaced; every step is in the result table)")
+            f" for {len(rows_p)} analysed steps (every step is in the result table)")
         parts.append(f'<p class="note">{len(frames)} frame(s){shown_of}; drag the slider.</p>' + _film(frames, p))
         parts.append(f"<h2>Outlier count against the predictions{suffix}</h2>"
                      + _img(_counts_plot(rows_p, p), f"{p}: counts over steps"))
