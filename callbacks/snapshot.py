@@ -84,7 +84,7 @@ class WeightSnapshot(Callback):
         self._dir.mkdir(parents=True, exist_ok=True)
         if self._restored is not None and step > 0:
             previous = Path(self._restored["dirpath"]).expanduser().absolute()
-            if previous != self._dir.expanduser().absolute() and previous.is_dir():
+            if previous.is_dir() and not os.path.samefile(previous, self._dir):  # samefile: links to one dir too
                 carried = _carry_over(previous, self._dir, step)
                 rank_zero_warn(
                     f"WeightSnapshot: the checkpoint's snapshots are in {previous}, another run's directory; this run "
