@@ -78,7 +78,8 @@ def read_records(path: str | os.PathLike[str], *, drop_truncated: bool = False) 
 
     Raises:
         ValueError: naming the file and line, for a truncated last line (unless ``drop_truncated``) or a line
-            that is not UTF-8, not JSON (nested too deeply, an integer too long to convert) or not a JSON object.
+            that is not UTF-8, not JSON (nested too deeply, an integer too long to convert), not a JSON object, or
+            whose ``step`` is not an integer >= 0 (a string, ``NaN``, a float).
         FileNotFoundError: if the file does not exist.
 
     Example:
@@ -120,6 +121,10 @@ def _decode(path: Path, number: int, line: bytes) -> dict[str, Any]:
         raise ValueError(f"{path}: line {number} is not a readable record ({err}).") from None
     if not isinstance(record, dict):
         raise ValueError(f"{path}: line {number} is not a JSON object.")
+    step = record.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        shown = repr(step) if len(repr(step)) <= 60 else repr(step)[:59] + "…"
+        raise ValueError(f"{path}: line {number} has `step` = {shown}, expected an integer >= 0.")
     return record
 
 
@@ -334,8 +339,9 @@ def _check_header(path: Path) -> None:
 
 def _metadata_step(path: Path, metadata: Mapping[str, str]) -> tuple[int, float | None]:
     step_text = metadata.get("step")
-    if not isinstance(step_text, str) or not re.fullmatch(r"[0-9]+", step_text):
-        raise ValueError(f"{path}: metadata `step` must be an integer >= 0, got {step_text!r}.")
+    if not isinstance(step_text, str) or not re.fullmatch(r"[0-9]{1,18}", step_text):
+        shown = repr(step_text) if len(repr(step_text)) <= 60 else repr(step_text)[:59] + "…"
+        raise ValueError(f"{path}: metadata `step` must be an integer >= 0, got {shown} (at most 18 digits).")
     step = int(step_text)
     named = snapshot_step(path.name)
     if named is not None and named != step:
@@ -350,6 +356,8 @@ def _metadata_step(path: Path, metadata: Mapping[str, str]) -> tuple[int, float 
             eta = eta_text
     if eta is not None and (isinstance(eta, bool) or not isinstance(eta, (int, float))):
         raise ValueError(f"{path}: metadata `eta` must be a number or null, got {eta_text!r}.")
+    if eta is not None and math.isnan(eta):  # no step size is NaN (an infinite one is kept: it records a divergence)
+        raise ValueError(f"{path}: metadata `eta` must be a number (not NaN) or null, got {eta_text!r}.")
     return step, None if eta is None else float(eta)
 
 
@@ -382,6 +390,11 @@ def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
     except Exception as err:  # safetensors' SafetensorError and friends carry no path
         raise ValueError(f"{path} is not a readable safetensors snapshot ({type(err).__name__}: {err}).") from err
     weights = {key.removeprefix("weight/"): value for key, value in tensors.items() if key.startswith("weight/")}
+    for name, tensor, ndim in [*((f"weight/{k}", v, 2) for k, v in weights.items()), ("a", tensors.get("a"), 1),
+                               ("B", tensors.get("B"), 2)]:
+        if tensor is not None and tensor.ndim != ndim:
+            raise ValueError(f"{path}: tensor {name!r} has shape {tuple(tensor.shape)}; a snapshot's "
+                             f"{'weights and B are' if ndim == 2 else 'a is'} {ndim}-D.")
     return Snapshot(step, eta, weights, tensors.get("a"), tensors.get("B"), str(path))
 
 

@@ -43,7 +43,10 @@ class WeightSnapshot(Callback):
         history: one dict per saved file: ``step``, ``path``, ``bytes``.
 
     On resume, files of steps after the checkpoint's step are removed (they belong to the interrupted future)
-    and saving continues in the directory the checkpointed run used, if it still exists.
+    and saving continues in **this** run's directory, the one it holds the lock for: a checkpoint names the
+    directory of the run that wrote it, which may be another run's (a copied run directory, or the previous version
+    of a logger), and nothing there is ever written or deleted. When it differs, the snapshots of steps up to the
+    checkpoint's are hard-linked from it (copied across filesystems), so this directory holds the whole film.
     """
 
     def __init__(
@@ -77,12 +80,17 @@ class WeightSnapshot(Callback):
         if not trainer.is_global_zero:
             return
         step = trainer.global_step
-        if self._restored is not None and step > 0 and self.dirpath is None:
-            previous = Path(self._restored["dirpath"])
-            if previous.is_dir():
-                self._dir = previous
         assert self._dir is not None  # set in setup
         self._dir.mkdir(parents=True, exist_ok=True)
+        if self._restored is not None and step > 0:
+            previous = Path(self._restored["dirpath"]).expanduser().absolute()
+            if previous.is_dir() and not os.path.samefile(previous, self._dir):  # samefile: links to one dir too
+                carried = _carry_over(previous, self._dir, step)
+                rank_zero_warn(
+                    f"WeightSnapshot: the checkpoint's snapshots are in {previous}, another run's directory; this run "
+                    f"writes only to {self._dir} (linked {carried} snapshot(s) of steps <= {step} from there, "
+                    "changed nothing there)."
+                )
         stale = [p for p in self._dir.iterdir() if (s := snapshot_step(p.name)) is not None and (s > step or step == 0)]
         if stale:
             if step == 0:
@@ -139,4 +147,30 @@ class WeightSnapshot(Callback):
         return {"dirpath": None if self._dir is None else str(self._dir), "last_step": self._last_step}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not isinstance(state_dict, dict) or not isinstance(state_dict.get("dirpath"), (str, type(None))) or (
+            isinstance(state_dict.get("last_step", -1), bool) or not isinstance(state_dict.get("last_step", -1), int)
+        ):
+            raise ValueError(f"WeightSnapshot: the checkpoint's callback state must be a dict with `dirpath` (a path "
+                             f"or null) and `last_step` (an integer), got {str(state_dict)[:200]!r}.")
         self._restored = dict(state_dict) if state_dict.get("dirpath") else None
+
+
+def _carry_over(source: Path, target: Path, step: int) -> int:
+    """Hard-link (else copy, atomically) the regular snapshot files of steps ``<= step`` from ``source`` into
+    ``target`` where ``target`` lacks them; ``source`` is only read. Returns how many were carried."""
+    import shutil
+    import stat
+
+    carried = 0
+    for path in sorted(source.iterdir()):
+        s = snapshot_step(path.name)
+        destination = target / path.name
+        if s is None or s > step or destination.exists() or not stat.S_ISREG(os.lstat(path).st_mode):
+            continue
+        try:
+            os.link(path, destination)  # snapshots are replaced by rename, never rewritten in place: sharing is safe
+        except OSError:
+            with open(path, "rb") as source_file:
+                atomic_write(destination, lambda handle: shutil.copyfileobj(source_file, handle))
+        carried += 1
+    return carried

@@ -12,6 +12,7 @@ in Python pass ``Trainer(plugins=[AtomicCheckpointIO()])``.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,7 +47,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"`storage_options` is not supported by {type(self).__name__}, got {storage_options!r}.")
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, lambda handle: torch.save(checkpoint, handle))
+        try:
+            atomic_write(target, lambda handle: _save(checkpoint, handle))
+        except OSError as err:  # one line naming the file and the disk's free space, not torch's "unexpected pos"
+            raise OSError(f"cannot write the checkpoint {target} ({_free(target.parent)} free on its disk): "
+                          f"{err.strerror or err}") from err
 
     def load_checkpoint(
         self, path: Any, map_location: Callable | str | torch.device | None = "cpu", weights_only: bool | None = None
@@ -54,6 +59,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if _is_remote(path) or weights_only is False:  # weights_only=False: the user said they trust the file
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
         return load_checkpoint(path, map_location="cpu" if map_location is None else map_location)
+
+
+def _save(checkpoint: dict[str, Any], handle: Any) -> None:
+    """``torch.save`` into ``handle``, re-raising the handle's own ``OSError`` (e.g. ``ENOSPC``) instead of the
+    ``RuntimeError: … unexpected pos …`` torch's zip writer turns it into."""
+    failures: list[OSError] = []
+    write = handle.write
+
+    def recording_write(data: Any) -> Any:
+        try:
+            return write(data)
+        except OSError as err:
+            failures.append(err)
+            raise
+
+    handle.write = recording_write
+    try:
+        torch.save(checkpoint, handle)
+    except RuntimeError:
+        if failures:
+            raise failures[0] from None
+        raise
+    finally:
+        del handle.write
+
+
+def _free(directory: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(directory).free / 2**20:.1f} MiB"
+    except OSError:
+        return "unknown space"
 
 
 def _is_remote(path: Any) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import warnings
 import shutil
 import sys
@@ -30,7 +31,9 @@ from spikelearn.run_lock import local_paths  # noqa: E402
 
 __all__ = [
     "CONFIG_NAMES",
+    "DEFAULT_CHECKPOINT_EVERY",
     "DEFAULT_MIN_FREE_MB",
+    "SIGTERM_EXIT_CODE",
     "OutputDirectoryError",
     "SpikelearnCLI",
     "build_cli",
@@ -42,6 +45,12 @@ __all__ = [
 
 DEFAULT_MIN_FREE_MB = 100.0
 """Free space (MiB) every output directory must have before ``spikelearn fit`` starts (``--min_free_mb``)."""
+
+DEFAULT_CHECKPOINT_EVERY = 1
+"""``--checkpoint_every_n_steps``: how often the default ``ModelCheckpoint`` rewrites ``last.ckpt`` (atomically)."""
+
+SIGTERM_EXIT_CODE = 143
+"""Exit status of a fit stopped by SIGTERM (128 + 15, the shell's convention): schedulers must not read it as done."""
 
 _CKPT_KEYWORDS = ("last", "hpc", "registry")
 
@@ -153,25 +162,76 @@ def _as_dict(value: Any) -> dict[str, Any] | None:
     return value.as_dict() if hasattr(value, "as_dict") else dict(value)
 
 
+def _resolve_config(value: str) -> str:
+    """The file of one ``--config`` value: a bare packaged name is the packaged config (say so when a file or
+    directory of that name is here too: ``./NAME`` is the explicit path form); anything else must exist."""
+    if value in CONFIG_NAMES:
+        packaged = str(config_path(value))
+        if Path(value).exists():
+            sys.stderr.write(f"spikelearn: --config {value} is the packaged config {packaged}; for the {value!r} in "
+                             f"this directory write --config ./{value}.\n")
+        return packaged
+    if not Path(value).exists():
+        raise ValueError(f"`--config`: {value!r} is neither a file (relative to {os.getcwd()}) nor a packaged config "
+                         f"name; packaged configs: {', '.join(CONFIG_NAMES)}.")
+    return value
+
+
 def resolve_config_names(args: list[str]) -> list[str]:
-    """Replace a packaged config name after ``--config`` / ``-c`` by its path (a file of that name wins).
+    """Replace a packaged config name after ``--config`` / ``-c`` by its path; a bare packaged name always means the
+    packaged config (``./NAME`` names a file of that name).
+
+    Raises:
+        ValueError: for a ``--config`` value that is neither a file nor a packaged name (lists the names).
 
     Example:
         >>> resolve_config_names(["fit", "--config", "two_step_reused"])[2].endswith("two_step_reused.yaml")
         True
-        >>> resolve_config_names(["fit", "--config=my.yaml"])
-        ['fit', '--config=my.yaml']
+        >>> resolve_config_names(["fit", "--model.width", "64"])
+        ['fit', '--model.width', '64']
     """
     out: list[str] = []
     expect = False
     for arg in args:
-        if expect and arg in CONFIG_NAMES and not Path(arg).exists():
-            arg = str(config_path(arg))
-        elif arg.startswith("--config=") and arg[9:] in CONFIG_NAMES and not Path(arg[9:]).exists():
-            arg = f"--config={config_path(arg[9:])}"
+        if expect:
+            arg = _resolve_config(arg)
+        elif arg.startswith("--config="):
+            arg = f"--config={_resolve_config(arg[9:])}"
         expect = arg in ("--config", "-c")
         out.append(arg)
     return out
+
+
+_LAST_RE = re.compile(r"^last(-v\d+)?\.ckpt$")
+
+
+def _last_checkpoint_dirs(trainer: Any) -> list[Path]:
+    """Where ``--ckpt_path last`` looks: each ``ModelCheckpoint``'s ``dirpath``; for a default one, the
+    ``checkpoints/`` of every version of the logger (a resumed run logs to a new version) or of
+    ``default_root_dir`` without a logger."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    dirs: list[Path] = []
+    for callback in trainer.checkpoint_callbacks:
+        if not isinstance(callback, ModelCheckpoint):
+            continue
+        if callback.dirpath is not None:
+            dirs.append(Path(callback.dirpath))
+        elif trainer.loggers:
+            logger = trainer.loggers[0]
+            save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
+            base = Path(save_dir) / str(logger.name or "")
+            dirs += sorted(p for p in base.glob("*/checkpoints") if p.is_dir()) if base.is_dir() else []
+        else:
+            dirs.append(Path(trainer.default_root_dir) / "checkpoints")
+    return [Path(p).expanduser().absolute() for p in dict.fromkeys(dirs)]
+
+
+def _find_last_checkpoint(trainer: Any) -> tuple[Path | None, list[Path]]:
+    """The newest ``last.ckpt`` (or ``last-vN.ckpt``) among :func:`_last_checkpoint_dirs`, and the places searched."""
+    dirs = _last_checkpoint_dirs(trainer)
+    found = [p for d in dirs if d.is_dir() for p in d.iterdir() if _LAST_RE.match(p.name) and p.is_file()]
+    return (max(found, key=lambda p: p.stat().st_mtime) if found else None), dirs
 
 
 def _allowed_values() -> dict[str, str]:
@@ -239,6 +299,13 @@ class SpikelearnCLI(LightningCLI):
             default=DEFAULT_MIN_FREE_MB,
             help="Refuse to start when an output directory has less free space than this (MiB); 0 disables.",
         )
+        parser.add_argument(
+            "--checkpoint_every_n_steps",
+            type=int,
+            default=DEFAULT_CHECKPOINT_EVERY,
+            help="Without a ModelCheckpoint in the config, rewrite <log_dir>/checkpoints/last.ckpt (atomically) after "
+            "every this many steps and at the end, so a killed run resumes with --ckpt_path last; 0: only at the end.",
+        )
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads --ckpt_path (for its hyperparameters) while parsing, before any hook: check it first,
@@ -269,7 +336,7 @@ class SpikelearnCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         # every fit ends with its result (RunSummary) and shows steps, not epochs (StepProgressBar)
-        from lightning.pytorch.callbacks import ProgressBar
+        from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 
         from spikelearn.callbacks import RunSummary, StepProgressBar
 
@@ -280,13 +347,52 @@ class SpikelearnCLI(LightningCLI):
             extra.append(StepProgressBar())
         if not any(isinstance(c, RunSummary) for c in given):
             extra.append(RunSummary())  # after the bar: it prints once the bar has stopped
+        if config.get("enable_checkpointing") is not False and not any(isinstance(c, ModelCheckpoint) for c in given):
+            every = self._checkpoint_every()
+            # last.ckpt only (save_top_k=0), every `every` steps and at the end: a crash loses at most `every` steps
+            extra.append(ModelCheckpoint(save_last=True, save_top_k=0, every_n_train_steps=every or None,
+                                         save_on_train_epoch_end=False))
         from spikelearn.checkpoint_io import with_atomic_checkpoint_io
 
         config["plugins"] = with_atomic_checkpoint_io(config.get("plugins"))  # atomic, weights-only checkpoints
         return super()._instantiate_trainer(config, extra)
 
+    def _checkpoint_every(self) -> int:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        every = config.get("checkpoint_every_n_steps", DEFAULT_CHECKPOINT_EVERY)
+        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+            raise ValueError(f"`--checkpoint_every_n_steps` must be an integer >= 0 (0: only at the end), got {every!r}.")
+        return every
+
+    def _check_max_steps(self) -> None:
+        max_steps = self.trainer.max_steps
+        if max_steps == 0 or max_steps < -1:
+            raise ValueError(f"`trainer.max_steps` must be >= 1 (or -1 for no limit), got {max_steps}: a run of no "
+                             "step trains nothing and leaves no record to report.")
+        if max_steps == -1:
+            from lightning.pytorch.utilities import rank_zero_warn
+
+            rank_zero_warn("`trainer.max_steps` is -1: this run has no step limit and trains until it is stopped "
+                           "(SIGTERM or Ctrl-C); resume it with --ckpt_path last.")
+
+    def _resolve_last(self) -> None:
+        # Lightning's "last" only looks in this run's (new) version directory and silently restarts from step 0 when
+        # it finds nothing there; look in every version of the run's logger and refuse when there is nothing
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return
+        found, searched = _find_last_checkpoint(self.trainer)
+        if found is None:
+            places = ", ".join(str(p) for p in searched) or "no ModelCheckpoint directory"
+            raise ValueError(f"`--ckpt_path last`: no last.ckpt to resume (searched {places}). Start the run without "
+                             "--ckpt_path, or give the checkpoint's path.")
+        config["ckpt_path"] = str(found)
+        sys.stderr.write(f"spikelearn: --ckpt_path last resumes {found}\n")
+
     def before_fit(self) -> None:
         config = self.config[self.subcommand]
+        self._check_max_steps()
+        self._resolve_last()
         for path in _output_dirs(self.trainer):
             check_output_dir(path, config.get("min_free_mb", DEFAULT_MIN_FREE_MB))
         from lightning.pytorch.utilities import rank_zero_only
@@ -295,14 +401,51 @@ class SpikelearnCLI(LightningCLI):
 
         if getattr(rank_zero_only, "rank", 0) == 0:  # one writer per run directory (released in _run_subcommand)
             self._run_locks = lock_run_directories(run_directories(self.trainer))
+            self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        # what a kill -9 mid-write left in the directories this run now holds (and in the resumed run's, when no
+        # live run holds it): spikelearn's own .tmp-XXXXXXXX names only
+        from spikelearn.run_lock import remove_stale_temporaries
+
+        ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
+        also: list[Path] = []
+        if ckpt_path and str(ckpt_path) not in _CKPT_KEYWORDS and Path(str(ckpt_path)).is_file():
+            checkpoint = Path(str(ckpt_path)).expanduser().absolute()
+            also = [checkpoint.parent, checkpoint.parent.parent]
+        removed = remove_stale_temporaries(self._run_locks, also=also)
+        if removed:
+            folders = sorted({str(p.parent) for p in removed})
+            sys.stderr.write(f"spikelearn: removed {len(removed)} stale temporary file(s) of an interrupted write in "
+                             f"{', '.join(folders)}\n")
 
     def _run_subcommand(self, subcommand: str) -> None:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
         try:
             super()._run_subcommand(subcommand)
+        except SIGTERMException:
+            # Lightning's SIGTERMException is a SystemExit without a code (status 0, "finished"): say the run
+            # stopped, how to resume it, and exit 143
+            sys.stderr.flush()
+            sys.stderr.write(f"spikelearn: error: {self._stopped_message()}\n")
+            raise SystemExit(SIGTERM_EXIT_CODE) from None
         finally:
             for lock in getattr(self, "_run_locks", []):
                 lock.release()
             self._run_locks = []
+
+    def _stopped_message(self) -> str:
+        trainer = self.trainer
+        steps = f"after step {trainer.global_step}" + (f" of {trainer.max_steps}" if trainer.max_steps > 0 else "")
+        saved = [Path(p) for c in trainer.checkpoint_callbacks
+                 for p in (getattr(c, "last_model_path", ""), getattr(c, "best_model_path", "")) if p]
+        saved = [p for p in saved if p.is_file()]
+        if not saved:
+            return (f"stopped by SIGTERM {steps}; no checkpoint was saved, so the run cannot be resumed (keep the "
+                    "default --checkpoint_every_n_steps, or add a ModelCheckpoint with save_last=True).")
+        newest = max(saved, key=lambda p: p.stat().st_mtime)
+        return f"stopped by SIGTERM {steps}; resume with the same command and --ckpt_path {newest}"
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> SpikelearnCLI:
@@ -310,12 +453,17 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SpikelearnCLI:
 
     A packaged config name after ``--config`` (e.g. ``two_step_reused``) is replaced by its path first.
     """
+    from spikelearn._cli_errors import _config_files
+    from spikelearn._yaml_guard import check_yaml_expansion
+
     if args is None:
         resolved = resolve_config_names(sys.argv[1:])
         if resolved != sys.argv[1:]:
             sys.argv[1:] = resolved
     elif isinstance(args, list):
         args = resolve_config_names(args)
+    for config_file in _config_files(sys.argv[1:] if args is None else [str(a) for a in args]):
+        check_yaml_expansion(config_file)  # an alias bomb is refused before jsonargparse expands it
     return SpikelearnCLI(
         TwoLayerModule,
         GaussianDataModule,

@@ -19,10 +19,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lightning.fabric.utilities.data import AttributeDict
+
 from spikelearn._memory import check_fits
 from spikelearn.functional.targets import Target, make_target, target_directions
 
-__all__ = ["BATCH_MODES", "Batch", "GaussianDataModule", "StepIndices"]
+__all__ = ["BATCH_MODES", "MAX_NOISE_STD", "Batch", "GaussianDataModule", "StepIndices"]
+
+MAX_NOISE_STD = 1e6
+"""Largest ``data.noise_std``: the target has unit variance, so ``τ = 10^6`` is already all noise."""
 
 BATCH_MODES = ("independent", "reused", "resample_every")
 """Fresh batch every step; the batch of step 1 at every step; a fresh batch every ``resample_every`` steps."""
@@ -108,8 +113,11 @@ class GaussianDataModule(L.LightningDataModule):
             )
         self.batches = batches
         self.resample_every = None if resample_every is None else _positive_int("data.resample_every", resample_every)
-        if not (isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and noise_std >= 0):
-            raise ValueError(f"`data.noise_std` must be a finite number >= 0, got {noise_std!r}.")
+        # y = g + ε has E y² = 1 + τ²: past MAX_NOISE_STD the labels are noise and y², τ² leave float32 (or float64)
+        if isinstance(noise_std, bool) or not (
+            isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and 0 <= noise_std <= MAX_NOISE_STD
+        ):
+            raise ValueError(f"`data.noise_std` must be a number in [0, {MAX_NOISE_STD:g}], got {noise_std!r}.")
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ValueError(f"`data.seed` must be an integer in [0, 2**63), got {seed!r}.")
         self.noise_std, self.seed = float(noise_std), seed
@@ -122,6 +130,16 @@ class GaussianDataModule(L.LightningDataModule):
         self.directions = target_directions(self.input_dim, self.target.rank, _seed_for(seed, "directions", 0))
         self.save_hyperparameters()
         self._steps = StepIndices()
+
+    @property
+    def hparams_initial(self) -> AttributeDict:
+        """The data fields as the loggers record them: each under ``data.<name>`` (``_class_path`` aside).
+
+        Lightning merges the module's and the data module's fields into one set for the loggers and refuses two
+        different values under one name, so ``model.seed`` != ``data.seed`` (a documented option) stopped every
+        run with a logger; the prefix keeps both, as the CLI names them.
+        """
+        return AttributeDict({k if k.startswith("_") else f"data.{k}": v for k, v in super().hparams_initial.items()})
 
     # ----------------------------------------------------------------- batches
     def draw_index(self, step: int) -> int:

@@ -181,6 +181,7 @@ class TwoLayerModule(L.LightningModule):
             model=dict(self.hparams),
             data=dict(datamodule.hparams) if datamodule is not None and hasattr(datamodule, "hparams") else None,
             precision=None if trainer is None else trainer.precision,
+            source=str(getattr(trainer, "ckpt_path", None) or "the checkpoint"),
         )
         # Lightning restores the state dict *before* the precision plugin converts the module, so under
         # precision="64-true" a float64 W_t was rounded into the still-float32 parameter and resumed runs drifted
@@ -390,6 +391,11 @@ def check_resume_config(
         ValueError: Cannot resume the checkpoint with a changed config: `model.seed` was 0, now 5. ...
     """
     changes: list[str] = []
+    if model is not None and not isinstance(checkpoint.get("hyper_parameters"), Mapping):
+        import warnings
+
+        warnings.warn(f"{source} has no hyper_parameters: its model fields cannot be compared with this run's, so "
+                      "the resume is not checked for a changed config (was it written by spikelearn?).", stacklevel=2)
     for prefix, key, current in (("model", "hyper_parameters", model), ("data", "datamodule_hyper_parameters", data)):
         saved = checkpoint.get(key)
         if current is None or not isinstance(saved, Mapping):
@@ -415,6 +421,41 @@ def check_resume_config(
             "use the run's own model, data and precision settings (trainer fields such as max_steps may change), "
             "or start a new run without --ckpt_path."
         )
+    saved = checkpoint.get("hyper_parameters")
+    _check_checkpoint_contents(checkpoint, saved if isinstance(saved, Mapping) else model, source)
+
+
+def _check_checkpoint_contents(checkpoint: Mapping[str, Any], model: Mapping[str, Any] | None, source: str) -> None:
+    """Refuse, naming ``source``, a checkpoint whose ``W`` / ``a`` do not have the shapes its own model fields give
+    (``hyper_parameters``, else the resuming run's), hold
+    non-finite values, or whose callback states are not dicts: Lightning would fail later with a torch "size
+    mismatch", blame a divergence many steps on, or a callback's ``TypeError``."""
+    state = checkpoint.get("state_dict")
+    width = model.get("width") if model is not None else None
+    input_dim = model.get("input_dim") if model is not None else None
+    if isinstance(state, Mapping):
+        expected = {"W": (width, input_dim), "a": (width,)}
+        for name, shape in expected.items():
+            tensor = state.get(name)
+            if tensor is None:
+                continue
+            if not isinstance(tensor, Tensor):
+                raise ValueError(f"{source}: its `state_dict.{name}` is a {type(tensor).__name__}, not a tensor: the "
+                                 "checkpoint is damaged or not a spikelearn checkpoint.")
+            if all(isinstance(n, int) for n in shape) and tuple(tensor.shape) != shape:
+                raise ValueError(f"{source}: its `{name}` has shape {tuple(tensor.shape)}, but model.width x "
+                                 f"model.input_dim = {width} x {input_dim} needs {shape}: the checkpoint is damaged "
+                                 "or not this run's.")
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"{source}: its `{name}` has non-finite entries: the checkpoint is damaged (a run "
+                                 "stops at its first non-finite weight, before checkpointing it).")
+    callbacks = checkpoint.get("callbacks")
+    if callbacks is not None:
+        bad = [str(key) for key, value in callbacks.items() if not isinstance(value, Mapping)] if isinstance(
+            callbacks, Mapping) else ["(all)"]
+        if bad:
+            raise ValueError(f"{source}: the callback state of {', '.join(bad)[:300]} is not a dict: the checkpoint "
+                             "is damaged.")
 
 
 class _DeferredSignal:

@@ -17,6 +17,13 @@ base64 PNG, no external URL, so it can be mailed or archived as one file:
 Records come from ``spectra.jsonl`` (:func:`spikelearn.callbacks.read_records`); every field is optional, so
 records of older runs give a page with fewer curves, not an error. Definitions of every field: ``docs/theory.md``.
 
+Run directories are shared, copied and downloaded, so the page trusts nothing in them: it reads only regular files
+(never a symlink, FIFO or device, never a directory named like a file) inside the run directory (``config.yaml`` also
+from its parent), each up to a size bound; a field of the wrong type is a ``ValueError`` naming the file and record;
+every string it renders is cut to :data:`MAX_TEXT` characters; the film has at most :data:`MAX_FILM_FRAMES` frames
+(log-spaced steps, every step stays in the table); and the page is written to a new temporary file that is then
+renamed over the target, so an existing ``report.html`` that is a symlink is replaced, never written through.
+
     spikelearn report runs/spikelearn/version_0              # writes runs/spikelearn/version_0/report.html
     spikelearn report runs/demo/reused --out /tmp/reused.html
 """
@@ -30,16 +37,32 @@ import io
 import math
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from spikelearn._atomic import atomic_write
 from spikelearn.functional.record import number
 
-__all__ = ["REPORT_FILENAME", "Frame", "build_report", "film_frames", "main", "readout_errors_from_events"]
+__all__ = [
+    "MAX_FILM_FRAMES", "MAX_TEXT", "REPORT_FILENAME", "Frame", "build_report", "film_frames", "main",
+    "readout_errors_from_events",
+]
 
 REPORT_FILENAME = "report.html"
 """Default name of the page, written into the run directory."""
+
+MAX_FILM_FRAMES = 40
+"""Most frames in a film: beyond it the frames are steps chosen on a log grid (first and last included)."""
+
+MAX_TEXT = 200
+"""Most characters of any string of a record or of the config that the page renders (the rest becomes "…")."""
+
+_MAX_RECORD_BYTES = 512 * 2**20  # spectra.jsonl: ~1 KB per analysed step, so half a million steps
+_MAX_CONFIG_BYTES = 2**20
+_MAX_FIGURE_BYTES = 16 * 2**20
+_MAX_CONFIG_LINES = 2000
 
 _FIGURE_RE = re.compile(r"^spectrum_(?P<param>.+)_step(?P<step>\d+)\.png$")
 _COLORS = {"measured": "black", "clear": "black", "marginal": "tab:red", "finite_n": "tab:blue", "asymptotic": "tab:orange"}
@@ -60,12 +83,124 @@ def _number(value: Any) -> float:
     return math.nan if value is None else value
 
 
+def _is_regular(path: Path) -> bool:
+    """Whether ``path`` itself is a regular file: not a symlink (to anything), FIFO, device or directory."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _is_real_dir(path: Path) -> bool:
+    """Whether ``path`` itself is a directory, not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _read_regular(path: Path, limit: int) -> tuple[bytes, bool] | None:
+    """The first ``limit`` bytes of the regular file ``path`` and whether there was more; ``None`` when ``path`` is
+    not a regular file of its own (a symlink is never followed: ``O_NOFOLLOW``; a FIFO never blocks: ``O_NONBLOCK``)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(2**20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+        return data[:limit], len(data) > limit
+    finally:
+        os.close(fd)
+
+
 def _find_config(run_dir: Path) -> Path | None:
     for folder in (run_dir, run_dir.parent):
         for name in ("config.yaml", "config.yml"):
-            if (folder / name).is_file():
+            if _is_regular(folder / name):
                 return folder / name
     return None
+
+
+def _config_text(path: Path) -> tuple[str, str]:
+    """The config's text to show (bounded, undecodable bytes replaced) and a note on what was changed."""
+    read = _read_regular(path, _MAX_CONFIG_BYTES)
+    if read is None:
+        return "", f"{path} could not be read as a regular file."
+    data, more = read
+    notes = []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        text = data.decode("utf-8", errors="replace")
+        if not (more and err.start >= len(data) - 4):  # not just a character cut by the size bound
+            notes.append(f"{path} is not UTF-8 text (byte {err.start}); undecodable bytes are shown as \ufffd")
+    lines = text.splitlines()
+    if more or len(lines) > _MAX_CONFIG_LINES:
+        notes.append(f"only the first {min(len(lines), _MAX_CONFIG_LINES)} lines of {path} are shown")
+    shown = "\n".join(_bounded(line) for line in lines[:_MAX_CONFIG_LINES])
+    return shown, "; ".join(notes)
+
+
+def _bounded(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` cut to ``limit`` characters, lone surrogates (not UTF-8) replaced."""
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.encode("utf-8", errors="replace").decode("utf-8")
+
+
+_RECORD_TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
+    "param": ("a string", (str,)),
+    "N": ("an integer or null", (int, type(None))),
+    "d": ("an integer or null", (int, type(None))),
+    "outliers": ("an integer or null", (int, type(None))),
+    "outliers_marginal": ("an integer or null", (int, type(None))),
+    "theory_note": ("a string or null", (str, type(None))),
+    "singular_values": ("a list of numbers", (list, type(None))),
+    "captured_energy": ("a list of numbers", (list, type(None))),
+    "order_strengths": ("a list of numbers", (list, type(None))),
+    "outlier_status": ("a list of strings", (list, type(None))),
+}
+"""The record fields whose type the page relies on (numbers it reads are tolerated: a non-number is not drawn)."""
+
+
+def _plain_text(value: Any) -> Any:
+    if isinstance(value, str):
+        return _bounded(value)
+    if isinstance(value, list):
+        return [_plain_text(v) for v in value]
+    if isinstance(value, dict):
+        return {_bounded(str(k)): _plain_text(v) for k, v in value.items()}
+    return value
+
+
+def _checked_records(path: Path, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The records with every string bounded, after checking the types the page relies on.
+
+    Raises:
+        ValueError: naming the file, the record and the field of the wrong type.
+    """
+    checked = []
+    for number, record in enumerate(records, start=1):
+        for key, (expected, types) in _RECORD_TYPES.items():
+            value = record.get(key)
+            if key in record and (isinstance(value, bool) or not isinstance(value, types)):
+                raise ValueError(f"{path}: record {number} has `{key}` = {_bounded(repr(value), 60)}, expected {expected}.")
+        for key in ("singular_values", "captured_energy", "order_strengths"):
+            values = record.get(key) or []
+            if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+                raise ValueError(f"{path}: record {number} has `{key}` with an entry that is not a number.")
+        checked.append(_plain_text(dict(record)))
+    return checked
 
 
 def readout_errors_from_events(run_dir: str | os.PathLike[str]) -> dict[str, float]:
@@ -74,7 +209,8 @@ def readout_errors_from_events(run_dir: str | os.PathLike[str]) -> dict[str, flo
     Returns an empty dict when there is no event file or no readout (or TensorBoard is not installed).
     """
     run_dir = Path(run_dir)
-    if not any(run_dir.glob("events.out.tfevents.*")):
+    events = list(run_dir.glob("events.out.tfevents.*"))
+    if not events or not all(_is_regular(p) for p in events):  # a symlink or FIFO among them: not read at all
         return {}
     try:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -172,18 +308,57 @@ def _frame_from_record(record: Mapping[str, Any]) -> bytes:
     return _png(fig)
 
 
-def film_frames(run_dir: str | os.PathLike[str], records: Sequence[Mapping[str, Any]], param: str) -> list[Frame]:
-    """The film of ``param``: the monitor's saved figures by step, or frames drawn from the records if < 2 figures."""
+def _log_grid(n: int, k: int) -> list[int]:
+    """At most ``k`` indices of ``range(n)``, log-spaced (dense at the start, where spectra change fastest), with the
+    first and the last.
+
+    Example:
+        >>> _log_grid(5, 40)
+        [0, 1, 2, 3, 4]
+        >>> picks = _log_grid(600, 40)
+        >>> len(picks) <= 40, picks[0], picks[-1]
+        (True, 0, 599)
+    """
+    if n <= k:
+        return list(range(n))
+    picks: set[int] = {0, n - 1}
+    size = k
+    while True:  # the low end of the grid rounds to repeated indices: widen it until k distinct ones
+        grid = {min(n - 1, round(math.exp(math.log(n) * i / (size - 1))) - 1) for i in range(size)}
+        if len(picks | grid) > k or size > 4 * k:
+            break
+        picks |= grid
+        size += 1
+    return sorted(picks)
+
+
+def film_frames(run_dir: str | os.PathLike[str], records: Sequence[Mapping[str, Any]], param: str,
+                max_frames: int = MAX_FILM_FRAMES) -> list[Frame]:
+    """The film of ``param``: the monitor's saved figures by step, or frames drawn from the records if < 2 figures;
+    at most ``max_frames`` of them, on a log grid of the steps (:func:`_log_grid`).
+
+    Only regular files under their own name in a real ``figures/`` directory are read (no symlink, FIFO or
+    directory), each up to 16 MiB.
+    """
     folder = Path(run_dir) / "figures"
-    saved: list[Frame] = []
-    if folder.is_dir():
+    found: list[tuple[int, Path]] = []
+    if _is_real_dir(folder):
         for path in folder.iterdir():
             match = _FIGURE_RE.match(path.name)
-            if match and match["param"] == param:
-                saved.append(Frame(int(match["step"]), param, path.read_bytes()))
-    if len(saved) >= 2:
-        return sorted(saved, key=lambda f: f.step)
-    return [Frame(int(r.get("step", i)), param, _frame_from_record(r)) for i, r in enumerate(records)]
+            if match and match["param"] == param and _is_regular(path):
+                found.append((int(match["step"]), path))
+    if len(found) >= 2:
+        found.sort()
+        saved = []
+        for i in _log_grid(len(found), max_frames):
+            step, path = found[i]
+            read = _read_regular(path, _MAX_FIGURE_BYTES)
+            if read is not None and not read[1]:
+                saved.append(Frame(step, param, read[0]))
+        if len(saved) >= 2:
+            return saved
+    picks = _log_grid(len(records), max_frames)
+    return [Frame(int(records[i].get("step", i)), param, _frame_from_record(records[i])) for i in picks]
 
 
 def _counts_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes:
@@ -349,11 +524,17 @@ def build_report(
     if not run_dir.is_dir():
         raise FileNotFoundError(f"`RUN_DIR` must be a run directory, got {str(run_dir)!r}, which is not a directory.")
     record_path = run_dir / records_file
-    if not record_path.is_file():
-        found = sorted(str(p.parent) for p in run_dir.rglob(records_file))[:5]
+    if not record_path.exists() and not record_path.is_symlink():
+        found = sorted(str(p.parent) for p in run_dir.rglob(records_file) if _is_regular(p))[:5]
         hint = f" Run directories below it: {', '.join(found)}." if found else ""
         raise FileNotFoundError(f"No {records_file} in {run_dir} (SpectrumMonitor writes it in the run directory).{hint}")
-    records = read_records(record_path, drop_truncated=True)
+    if not _is_regular(record_path):
+        raise ValueError(f"{record_path} is not a regular file (a symlink, FIFO, device or directory): the report "
+                         "reads only regular files inside the run directory.")
+    if record_path.stat().st_size > _MAX_RECORD_BYTES:
+        raise ValueError(f"{record_path} holds {record_path.stat().st_size} bytes, more than the report reads "
+                         f"({_MAX_RECORD_BYTES} bytes).")
+    records = _checked_records(record_path, read_records(record_path, drop_truncated=True))
     if not records:
         raise ValueError(f"{record_path} holds no record: the run stopped before its first analysed step.")
     params = list(dict.fromkeys(str(r.get("param", "W")) for r in records))
@@ -392,7 +573,9 @@ def build_report(
         suffix = f" ({html.escape(p)})" if len(params) > 1 else ""
         frames = film_frames(run_dir, rows_p, p)
         parts.append(f"<h2>Spectrum over steps{suffix}</h2>")
-        parts.append(f'<p class="note">{len(frames)} frame(s); drag the slider.</p>' + _film(frames, p))
+        shown_of = "" if len(frames) >= len(rows_p) else (
+            f" for {len(rows_p)} analysed steps (every step is in the result table)")
+        parts.append(f'<p class="note">{len(frames)} frame(s){shown_of}; drag the slider.</p>' + _film(frames, p))
         parts.append(f"<h2>Outlier count against the predictions{suffix}</h2>"
                      + _img(_counts_plot(rows_p, p), f"{p}: counts over steps"))
         parts.append(f"<h2>Bulk edges and cut{suffix}</h2>" + _img(_edges_plot(rows_p, p), f"{p}: edges over steps"))
@@ -410,8 +593,9 @@ def build_report(
     config = _find_config(run_dir)
     parts.append("<h2>Configuration</h2>")
     if config is not None:
-        parts.append(f'<p class="note">{html.escape(str(config))}</p><pre id="config">'
-                     f"{html.escape(config.read_text())}</pre>")
+        text, note = _config_text(config)
+        parts.append(f'<p class="note">{html.escape(str(config))}'
+                     + (f" ({html.escape(note)})" if note else "") + f'</p><pre id="config">{html.escape(text)}</pre>')
     else:
         parts.append('<p class="note">No config.yaml in the run directory or its parent (a run made without the '
                      "CLI); the records say N = " + html.escape(str(first.get("N", "?"))) + ", d = "
@@ -425,7 +609,9 @@ def build_report(
     )
     target = Path(out) if out is not None else run_dir / REPORT_FILENAME
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(page, encoding="utf-8")
+    data = page.encode("utf-8", errors="replace")
+    # a new temporary file renamed over the target: an existing symlink is replaced, never written through
+    atomic_write(target, lambda handle: handle.write(data))
     return target
 
 
@@ -443,6 +629,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
         path = build_report(args.run_dir, args.out)
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
+    except OSError as err:  # e.g. --out in a read-only directory: one line, not a traceback
+        where = err.filename or args.out or args.run_dir
+        parser.error(f"cannot write the report: {where}: {err.strerror or err}.")
     print(f"report: {path}")
     return path
 

@@ -122,8 +122,9 @@ def test_sigterm_mid_run_then_resume_equals_uninterrupted(tmp_path, reference):
 
 @pytest.mark.slow
 def test_sigterm_then_resume_with_default_versioned_log_dirs(tmp_path, reference):
-    """No dirpath given: snapshots and record live in the logger's version_0; the resumed run logs to version_1,
-    continues the snapshots in version_0/snapshots and carries the record over into version_1/spectra.jsonl."""
+    """No dirpath given: snapshots and record live in the logger's version_0; the resumed run logs to version_1 and
+    writes only there (it holds that directory's lock): the earlier snapshots are linked and the record carried over
+    into version_1, and version_0 keeps what the interrupted run left (issue 18, row 2)."""
     config = write_run_config(tmp_path / "run.yaml", tmp_path, max_steps=STEPS, logger=True, explicit_dirs=False)
     last = tmp_path / "checkpoints" / "last.ckpt"
     process = _start(config, tmp_path, cli_env())
@@ -131,10 +132,12 @@ def test_sigterm_then_resume_with_default_versioned_log_dirs(tmp_path, reference
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=60)
     assert KILL_AFTER <= checkpoint_step(last) < STEPS
-    run_cli(config, "--ckpt_path", str(last), cwd=tmp_path)
     versions = tmp_path / "tb" / "run"
+    left = sorted(p.name for p in (versions / "version_0" / "snapshots").iterdir())
+    run_cli(config, "--ckpt_path", str(last), cwd=tmp_path)
     assert sorted(p.name for p in versions.iterdir()) == ["version_0", "version_1"]
-    _assert_same_run(tmp_path, reference, snapshot_dir=versions / "version_0" / "snapshots",
+    assert sorted(p.name for p in (versions / "version_0" / "snapshots").iterdir()) == left
+    _assert_same_run(tmp_path, reference, snapshot_dir=versions / "version_1" / "snapshots",
                      record=versions / "version_1" / "spectra.jsonl")
 
 
