@@ -1,0 +1,62 @@
+"""Run directories written before the staged engine (schema-1 records, the old monitor's checkpoint state) still
+render in ``spikelearn report`` and still resume.
+
+``tests/data/run_v1`` is a 3-step ``two_step_reused`` run at N = d = 32 (n = 64) written by commit 105c9ff: its
+``spectra.jsonl``, ``config.yaml``, ``hparams.yaml`` and ``checkpoints/last.ckpt`` (figures, events and snapshots left
+out to keep it small).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from spikelearn.callbacks import read_records
+from spikelearn.cli import main as cli_main
+from spikelearn.report import main as report_main
+
+OLD_RUN = Path(__file__).parent / "data" / "run_v1"
+SMALL = ["--config", "two_step_reused", "--model.width", "32", "--data.input_dim", "32", "--data.batch_size", "64",
+         "--trainer.enable_progress_bar", "false"]
+
+
+def test_the_old_record_has_no_schema_and_reads_back():
+    records = read_records(OLD_RUN / "spectra.jsonl")
+    assert [r["step"] for r in records] == [0, 1, 2, 3] and all("schema" not in r for r in records)
+
+
+def test_an_old_run_directory_renders_in_the_report(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(OLD_RUN, run)
+    report_main([str(run)])
+    page = (run / "report.html").read_text()
+    assert "spectrum" in page.lower() and page.count("<img") >= 1
+
+
+def _fit(root: Path, *extra: str) -> list[dict]:
+    torch.set_num_threads(1)
+    cli_main(["fit", *SMALL, "--trainer.default_root_dir", str(root), *extra])
+    return read_records(next(root.rglob("spectra.jsonl")))
+
+
+@pytest.mark.slow
+def test_an_old_checkpoint_resumes_to_the_records_of_an_uninterrupted_run(tmp_path):
+    # the old monitor's tracker state (warm start, products, last count) is loaded as it was written: the step-5
+    # record of the resumed run equals the one of a run that never stopped, every key and number but the timing
+    ckpt = tmp_path / "old" / "last.ckpt"
+    ckpt.parent.mkdir()
+    shutil.copy(OLD_RUN / "checkpoints" / "last.ckpt", ckpt)
+    resumed = _fit(tmp_path / "resumed", "--trainer.max_steps", "5", "--ckpt_path", str(ckpt))
+    straight = _fit(tmp_path / "straight", "--trainer.max_steps", "5")
+
+    def last(records: list[dict]) -> dict:
+        record = dict(records[-1])
+        record.pop("analysis_seconds")
+        return json.loads(json.dumps(record))
+
+    assert resumed[-1]["step"] == straight[-1]["step"] == 5
+    assert last(resumed) == last(straight)
