@@ -27,9 +27,9 @@ from spikelearn.functional._measure import check_matrix, frobenius_sq, tf32_off
 from spikelearn.functional.alignment import Alignment, outlier_alignment
 from spikelearn.functional.inputs import EngineConfig, EngineState, TheoryInputs
 from spikelearn.functional.krylov import rmm
-from spikelearn.functional.outliers import Outliers
+from spikelearn.functional.outliers import Outliers, numerical_rank
 from spikelearn.functional.record import flatten
-from spikelearn.functional.spectrum import Spectrum, top_spectrum
+from spikelearn.functional.spectrum import Spectrum, top_spectrum, zero_spectrum
 from spikelearn.functional.theory import A_KINDS, OutlierPrediction, hadamard_power_basis
 from spikelearn.functional.two_layer import References, TwoLayer, asymptotic_prediction, two_layer_theory
 
@@ -123,7 +123,10 @@ def analyze(
     with tf32_off(W.device), torch.no_grad():
         basis = None if a is None else hadamard_power_basis(a.to(W.device), config.max_order)  # (N, K+1) x 2
         extra_left = None if basis is None else basis[1].to(W.dtype)
-        spectrum, outliers = top_spectrum(W, config, state, fro_sq, extra_left)
+        if fro_sq > 0:
+            spectrum, outliers = top_spectrum(W, config, state, fro_sq, extra_left)
+        else:  # all zeros: nothing to resolve, no bulk, no outliers
+            spectrum, outliers = zero_spectrum(W, config, extra_left)
         two_layer = None
         if basis is not None:
             WtQ = spectrum.krylov.extra_products
@@ -136,11 +139,22 @@ def analyze(
     prediction = asymptotic_prediction(theory)
     notes = [spectrum.note, prediction.note if prediction is not None else None,
              None if two_layer is None else two_layer.note(outliers)]
+    if outliers.method == "degenerate":
+        notes.append(_degenerate_note(spectrum, outliers, config, W.shape))
     if outliers.marginal:
         notes.append(f"{outliers.marginal} outlier(s) within {_marginal_width(config)} Tracy-Widom units of the cut: "
                      "marginal")
     analysis = Analysis(spectrum, outliers, two_layer, prediction, alignment, tuple(n for n in notes if n))
     return analysis, _next_state(state, analysis, step)
+
+
+def _degenerate_note(spectrum: Spectrum, outliers: Outliers, config: EngineConfig, shape: tuple[int, int]) -> str:
+    if spectrum.frobenius_sq == 0:
+        return "the weight is zero (or so small that ||W||_F^2 underflows): no bulk and no outliers"
+    rank = numerical_rank(spectrum.values.tolist(), *shape, torch.finfo(spectrum.krylov.basis.dtype).eps)
+    return (f"degenerate bulk: numerical rank {rank} of min(N, d) = {min(shape)} leaves the {config.outlier_rule} "
+            f"rule fewer than the {getattr(config.rule, 'window', 0) + 1} bulk values it needs, so no value is "
+            "counted as an outlier")
 
 
 def _marginal_width(config: EngineConfig) -> str:

@@ -41,6 +41,8 @@ __all__ = [
     "Outliers",
     "detect_outliers",
     "fit_soft_edge",
+    "degenerate_outliers",
+    "numerical_rank",
     "outlier_rule",
     "outliers_above",
     "register_outlier_rule",
@@ -407,6 +409,42 @@ def outliers_above(
     s_hat = _noise_scale(vals, n_out, N, d, frobenius_sq)
     return _outliers(vals, n_out, EdgeFit(edge, max(scale, 0.0), 0.0), cut, MARGINAL_WIDTH, noise_scale=s_hat,
                      method=method, c=N / d)
+
+
+def degenerate_outliers(values: Sequence[float], *, N: int, d: int, frobenius_sq: float) -> Outliers:
+    r"""No outliers, because there is no bulk to stand out from: a zero weight, or a rank too low to leave the rule
+    the bulk values it needs (``method = "degenerate"``; the edge, scale, margin and cut are ``nan``, written
+    ``null``).
+
+    Example:
+        >>> out = degenerate_outliers([90.5], N=128, d=64, frobenius_sq=8192.0)
+        >>> out.count, out.method, out.top_bulk_value
+        (0, 'degenerate', 90.5)
+    """
+    vals = [float(v) for v in values]
+    nan = float("nan")
+    noise = math.sqrt(max(frobenius_sq, 0.0) / (min(N, d) * max(N / d, 1.0)))
+    return Outliers(
+        count=0, values=[], status=[], gaps=[], margins=[], marginal=0, bulk_edge=nan,
+        bulk_edge_mp=mp_bulk_edge(N / d, noise) if noise > 0 else 0.0, bulk_edge_theory=mp_bulk_edge(N / d),
+        top_bulk_value=vals[0] if vals else nan, edge_scale=nan, edge_error=nan, noise_scale=noise, margin=nan,
+        cut=nan, method="degenerate",
+    )
+
+
+def numerical_rank(values: Sequence[float], N: int, d: int, eps: float) -> int:
+    r"""How many of the descending ``values`` exceed :math:`10\,\max(N, d)\,\epsilon\, s_1` (0 when :math:`s_1 = 0`):
+    the values at or below it are zeros up to the rounding of a product with ``W`` in a dtype of unit ``eps``.
+
+    Example:
+        >>> numerical_rank([3.0, 1.0, 1e-9, 0.0], N=10, d=10, eps=1.2e-7)
+        2
+    """
+    vals = [float(v) for v in values]
+    if not vals or not vals[0] > 0:
+        return 0
+    tol = 10.0 * max(N, d) * eps * vals[0]
+    return sum(1 for v in vals if v > tol)
 
 
 OUTLIER_RULES: dict[str, Callable[..., OutlierRule]] = {}

@@ -24,11 +24,18 @@ import torch
 from torch import Tensor
 
 from spikelearn.functional.inputs import EngineConfig, EngineState
-from spikelearn.functional.krylov import KrylovResult, block_krylov
-from spikelearn.functional.outliers import EDGE_WINDOW, MarchenkoPasturRule, OutlierRule, Outliers
+from spikelearn.functional.krylov import KrylovResult, SingularTriplets, block_krylov
+from spikelearn.functional.outliers import (
+    EDGE_WINDOW,
+    MarchenkoPasturRule,
+    OutlierRule,
+    Outliers,
+    degenerate_outliers,
+    numerical_rank,
+)
 from spikelearn.functional.spectral import random_start
 
-__all__ = ["EXACT_RANK", "WARM_EXTRA", "OutlierStop", "Spectrum", "top_spectrum"]
+__all__ = ["EXACT_RANK", "WARM_EXTRA", "OutlierStop", "Spectrum", "top_spectrum", "zero_spectrum"]
 
 EXACT_RANK = 64
 """Up to this ``min(N, d)`` the engine starts from a basis of the whole row space: exact in one iteration."""
@@ -86,10 +93,10 @@ class OutlierStop:
     EXTRA_CANDIDATES = 4
 
     def __init__(
-        self, rule: OutlierRule, *, N: int, d: int, k: int, frobenius_sq: float, tol: float,
+        self, rule: OutlierRule, *, N: int, d: int, k: int, frobenius_sq: float, tol: float, eps: float,
         previous_count: int | None = None,
     ) -> None:
-        self.rule, self.N, self.d, self.k, self.fro_sq, self.tol = rule, N, d, k, frobenius_sq, tol
+        self.rule, self.N, self.d, self.k, self.fro_sq, self.tol, self.eps = rule, N, d, k, frobenius_sq, tol, eps
         self.window = int(rule.window)
         self.precount_rule = MarchenkoPasturRule(quantile=getattr(rule, "quantile", 0.999))
         self.rank = min(N, d)
@@ -103,8 +110,16 @@ class OutlierStop:
         if key not in self._seen:
             if len(self._seen) >= 4:
                 self._seen.pop(next(iter(self._seen)))
-            self._seen[key] = self.rule.detect(key, N=self.N, d=self.d, frobenius_sq=self.fro_sq)
+            self._seen[key] = self._detect(key)
         return self._seen[key]
+
+    def _detect(self, values: tuple[float, ...]) -> Outliers:
+        """The rule on the values above the numerical rank: zero values are no bulk, and a rank that leaves the rule
+        fewer bulk values than its window is a degenerate bulk (no outliers)."""
+        rank = numerical_rank(values, self.N, self.d, self.eps)
+        if rank < len(values) and rank < self.window + 1 or rank == 0:
+            return degenerate_outliers(values[:rank], N=self.N, d=self.d, frobenius_sq=self.fro_sq)
+        return self.rule.detect(values[:rank], N=self.N, d=self.d, frobenius_sq=self.fro_sq)
 
     def detect(self, S: Tensor) -> Outliers:
         """The outliers among the trusted values of ``S``."""
@@ -142,6 +157,22 @@ class OutlierStop:
         return ok_out and ok_window and stable
 
 
+def zero_spectrum(W: Tensor, config: EngineConfig, extra_left: Tensor | None = None) -> tuple[Spectrum, Outliers]:
+    """The spectrum of a weight that is all zeros (``||W||_F = 0``): ``k`` zero values, no vectors, no outliers.
+
+    No product is needed: every singular value is 0 and :math:`W^\top` ``extra_left`` is zero.
+    """
+    N, d = W.shape
+    k = min(config.k, N, d)
+    zeros = torch.zeros(k, dtype=torch.float64)
+    empty_d, empty_n = W.new_zeros(d, 0), W.new_zeros(N, 0)
+    trip = SingularTriplets(zeros.to(W.dtype), empty_n, empty_d, zeros.to(W.dtype), 0, 0, True)
+    extra = None if extra_left is None else W.new_zeros(d, extra_left.shape[1])
+    krylov = KrylovResult(trip, zeros, empty_d, empty_n, torch.zeros(0, 0, dtype=torch.float64), extra, empty_d)
+    spectrum = Spectrum(zeros, [0.0] * k, zeros, empty_n, empty_d, 0.0, 0, True, krylov)
+    return spectrum, degenerate_outliers([], N=N, d=d, frobenius_sq=0.0)
+
+
 def top_spectrum(
     W: Tensor, config: EngineConfig, state: EngineState, frobenius_sq: float, extra_left: Tensor | None = None
 ) -> tuple[Spectrum, Outliers]:
@@ -163,13 +194,14 @@ def top_spectrum(
     N, d = W.shape
     rank, k = min(N, d), min(config.k, N, d)
     warm = state.warm if state.warm is not None and state.warm.ndim == 2 and state.warm.shape[0] == d else None
+    warm = None if warm is not None and warm.shape[1] == 0 else warm
     if rank <= EXACT_RANK:  # a basis of W's whole row space: one Rayleigh–Ritz step is the exact SVD
         V0 = torch.eye(d, dtype=W.dtype, device=W.device) if d <= N else W.T.clone()
     else:
         width = min(d, k + 8) if warm is None else min(d, config.block_size)
         V0 = random_start(W, width, warm, config.seed)
     stop = OutlierStop(config.rule, N=N, d=d, k=k, frobenius_sq=frobenius_sq, tol=config.tol,
-                       previous_count=None if warm is None else state.last_count)
+                       eps=torch.finfo(W.dtype).eps, previous_count=None if warm is None else state.last_count)
     krylov = block_krylov(
         W, V0, stop, max_iters=config.max_iters, max_basis=max(2 * k + 3 * config.block_size, 16 * EDGE_WINDOW + 64),
         extra_left=extra_left, warm_extra=WARM_EXTRA,

@@ -158,7 +158,7 @@ def two_layer_theory(
     if references.previous is not None:
         order = order_fit(WtQ - references.previous.to(WtQ), A, Qa, B)
     finite_n = None
-    if references.initial is not None:
+    if references.initial is not None and outliers.method != "degenerate":
         M = (WtQ - references.initial.to(WtQ)).to(torch.float64)  # (d, K+1)
         # BGN locations in the Marchenko–Pastur model at s_hat, cut at the same margin above its edge (the cut is
         # given, so the quantile argument is not read)
