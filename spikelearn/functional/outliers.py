@@ -440,11 +440,12 @@ def numerical_rank(values: Sequence[float], N: int, d: int, eps: float) -> int:
         >>> numerical_rank([3.0, 1.0, 1e-9, 0.0], N=10, d=10, eps=1.2e-7)
         2
     """
-    vals = [float(v) for v in values]
-    if not vals or not vals[0] > 0:
+    if not values or not values[0] > 0:
         return 0
-    tol = 10.0 * max(N, d) * eps * vals[0]
-    return sum(1 for v in vals if v > tol)
+    tol = 10.0 * max(N, d) * eps * float(values[0])
+    if float(values[-1]) > tol:  # the usual case, in O(1)
+        return len(values)
+    return sum(1 for v in values if float(v) > tol)
 
 
 OUTLIER_RULES: dict[str, Callable[..., OutlierRule]] = {}
