@@ -6,8 +6,8 @@ directions, IE and p*), ``model`` (network, gradient, step, readout), ``schedule
 ``rmt`` (Marchenko–Pastur, BBP, Benaych-Georges–Nadakuditi, Tracy–Widom), ``theory`` (predicted outlier
 counts, learnable directions), and the spectral engine: ``krylov`` (the one block Krylov loop), ``spectral`` (top-k
 singular triplets, full spectrum), ``outliers`` (edge fit and outlier rules), ``inputs`` (engine config, state and
-theory inputs), ``spectrum`` / ``two_layer`` / ``alignment`` (the engine's stages), ``engine`` (the composer and the
-tracker) and ``record`` (the record's keys and tags).
+theory inputs), ``spectrum`` / ``two_layer`` / ``alignment`` (the engine's stages), ``identity`` (spike ids across steps), ``engine`` (the composer and
+the tracker) and ``record`` (the record's keys and tags).
 """
 
 from spikelearn.functional import activations as _activations
@@ -15,6 +15,7 @@ from spikelearn.functional import alignment as _alignment
 from spikelearn.functional import density as _density
 from spikelearn.functional import engine as _engine
 from spikelearn.functional import hermite as _hermite
+from spikelearn.functional import identity as _identity
 from spikelearn.functional import inputs as _inputs
 from spikelearn.functional import krylov as _krylov
 from spikelearn.functional import model as _model
@@ -32,6 +33,7 @@ from spikelearn.functional.alignment import *  # noqa: F403
 from spikelearn.functional.density import *  # noqa: F403
 from spikelearn.functional.engine import *  # noqa: F403
 from spikelearn.functional.hermite import *  # noqa: F403
+from spikelearn.functional.identity import *  # noqa: F403
 from spikelearn.functional.inputs import *  # noqa: F403
 from spikelearn.functional.krylov import *  # noqa: F403
 from spikelearn.functional.model import *  # noqa: F403
@@ -51,6 +53,7 @@ __all__ = [
     *_density.__all__,
     *_engine.__all__,
     *_hermite.__all__,
+    *_identity.__all__,
     *_inputs.__all__,
     *_krylov.__all__,
     *_model.__all__,

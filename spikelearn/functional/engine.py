@@ -25,6 +25,7 @@ from torch import Tensor
 
 from spikelearn.functional._measure import check_matrix, frobenius_sq, tf32_off
 from spikelearn.functional.alignment import Alignment, outlier_alignment
+from spikelearn.functional.identity import OutlierIds, identity_from_state_dict, identity_state_dict, match_outliers
 from spikelearn.functional.inputs import EngineConfig, EngineState, TheoryInputs
 from spikelearn.functional.krylov import rmm
 from spikelearn.functional.outliers import Outliers, numerical_rank
@@ -46,6 +47,7 @@ class Analysis(NamedTuple):
         prediction: the asymptotic count, ``None`` without ``alphas``.
         alignment: stage 4 (:class:`~spikelearn.functional.alignment.Alignment`), ``None`` without ``B``.
         notes: what the stages say about the numbers' validity (the record's ``theory_note``).
+        identities: the outliers' ids, matched to the previous analysis's (:mod:`~spikelearn.functional.identity`).
     """
 
     spectrum: Spectrum
@@ -54,6 +56,7 @@ class Analysis(NamedTuple):
     prediction: OutlierPrediction | None
     alignment: Alignment | None
     notes: tuple[str, ...]
+    identities: OutlierIds
 
     def record(self, **run: Any) -> dict[str, Any]:
         """The JSON record (plain types, ``nan`` as ``None``) with the run's own fields (``step``, ``param``, …)."""
@@ -136,6 +139,8 @@ def analyze(
         alignment = None
         if theory.B is not None:
             alignment = outlier_alignment(spectrum.right[:, : outliers.count], theory.B.to(W.device))
+        n = outliers.count
+        identities, identity_state = match_outliers(spectrum.left[:, :n], spectrum.right[:, :n], state.identities, step)
     prediction = asymptotic_prediction(theory)
     notes = [spectrum.note, prediction.note if prediction is not None else None,
              None if two_layer is None else two_layer.note(outliers)]
@@ -144,8 +149,8 @@ def analyze(
     if outliers.marginal:
         notes.append(f"{outliers.marginal} outlier(s) within {_marginal_width(config)} Tracy-Widom units of the cut: "
                      "marginal")
-    analysis = Analysis(spectrum, outliers, two_layer, prediction, alignment, tuple(n for n in notes if n))
-    return analysis, _next_state(state, analysis, step)
+    analysis = Analysis(spectrum, outliers, two_layer, prediction, alignment, tuple(n for n in notes if n), identities)
+    return analysis, _next_state(state, analysis, step)._replace(identities=identity_state)
 
 
 def _degenerate_note(spectrum: Spectrum, outliers: Outliers, config: EngineConfig, shape: tuple[int, int]) -> str:
@@ -198,8 +203,8 @@ class SpectralTracker:
         >>> W = torch.randn(80, 60, generator=g, dtype=torch.float64) / 60**0.5
         >>> tracker.update(W, 0).outliers.count, tracker.update(W * 1.01, 1).outliers.count
         (0, 0)
-        >>> sorted(tracker.state_dict())
-        ['W0_products', 'last_count', 'last_step', 'products', 'products_step', 'warm']
+        >>> sorted(tracker.state_dict())[:6]
+        ['W0_products', 'identity_step', 'last_count', 'last_step', 'next_outlier_id', 'outlier_births']
     """
 
     def __init__(self, config: EngineConfig | None = None) -> None:
@@ -233,6 +238,7 @@ class SpectralTracker:
             "W0_products": None if s.W0_products is None else s.W0_products.detach().cpu(),
             "last_step": s.last_step,
             "last_count": s.last_count,
+            **identity_state_dict(s.identities),
         }
 
     def load_state_dict(self, state: dict[str, Tensor | int | None], device: torch.device | str = "cpu") -> None:
@@ -249,4 +255,5 @@ class SpectralTracker:
             products=None if products is None or products_step is None else products,
             products_step=None if products is None or products_step is None else int(products_step),  # type: ignore[arg-type]
             W0_products=_on(state.get("W0_products")),
+            identities=identity_from_state_dict(state, device),
         )

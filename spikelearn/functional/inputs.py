@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from torch import Tensor
 
+from spikelearn.functional.identity import IdentityState
 from spikelearn.functional.outliers import OUTLIER_QUANTILE, OutlierRule, outlier_rule
 
 __all__ = ["EngineConfig", "EngineState", "TheoryInputs"]
@@ -84,6 +85,7 @@ class EngineState(NamedTuple):
         products: :math:`W_s^\\top Q_a` of the last step ``s`` whose products were kept, ``(d, K+1)``.
         products_step: that step ``s``.
         W0_products: :math:`W_0^\\top Q_a`, ``(d, K+1)`` (the finite-N count's reference).
+        identities: the last analysis's outlier vectors and ids (spike identity across steps).
     """
 
     warm: Tensor | None = None
@@ -92,6 +94,7 @@ class EngineState(NamedTuple):
     products: Tensor | None = None
     products_step: int | None = None
     W0_products: Tensor | None = None
+    identities: IdentityState | None = None
 
     def previous_products(self, step: int) -> Tensor | None:
         """:math:`W_{t-1}^\\top Q_a` when the state holds the products of step ``t - 1``, else ``None``."""

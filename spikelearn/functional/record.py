@@ -35,6 +35,8 @@ class Field(NamedTuple):
         top_k: log only the first ``log_top_k`` entries (rows) of a list (matrix).
         chart: ``(title, line)`` of the custom-scalars chart (and its line) that plots the tag.
         final: HPARAMS metric tag under ``final/<param>/`` (``{i}`` for a list), or ``None``.
+        id_tag: a second TensorBoard tag per outlier *id* (``{id}``, and ``{j}`` for a matrix row): the entries of a
+            per-outlier list zipped with ``outlier_ids``, so a spike's curve stays continuous when ranks swap.
     """
 
     key: str
@@ -43,6 +45,7 @@ class Field(NamedTuple):
     top_k: bool = False
     chart: tuple[str, int] | None = None
     final: str | None = None
+    id_tag: str | None = None
 
 
 def _tolist(x: Any) -> object:
@@ -93,19 +96,25 @@ FIELDS: tuple[Field, ...] = (
     Field("outliers_deflated", _two_layer(lambda tl: tl.outliers_deflated), "outliers_deflated", chart=(_COUNT, 0),
           final="outliers_deflated"),
     Field("outlier_values", lambda an: an.outliers.values, "outlier_value_{i}", top_k=True,
-          chart=("outlier locations", 0)),
+          chart=("outlier locations", 0), id_tag="outlier_id/{id}/value"),
+    Field("outlier_ids", lambda an: an.identities.ids),
+    Field("outlier_births", lambda an: an.identities.births),
+    Field("ended_outliers", lambda an: [{"id": i, "birth": b, "last_step": an.identities.last_step}
+                                        for i, b in zip(an.identities.ended, an.identities.ended_births)]),
     Field("outlier_status", lambda an: an.outliers.status),
     Field("outlier_gaps", lambda an: an.outliers.gaps),
     Field("outlier_margins", lambda an: an.outliers.margins, "outlier_margin_{i}", top_k=True),
     Field("outlier_predicted_locations",
-          lambda an: None if an.two_layer is None else an.two_layer.outlier_predicted_locations(an.outliers.count)),
+          lambda an: None if an.two_layer is None else an.two_layer.outlier_predicted_locations(an.outliers.count),
+          id_tag="outlier_id/{id}/predicted"),
     Field("predicted_outliers", _prediction(lambda p: p.total), "predicted_outliers", chart=(_COUNT, 1),
           final="predicted_outliers"),
     Field("predicted_outliers_deflated", _prediction(lambda p: p.deflated), "predicted_outliers_deflated"),
     Field("predicted_outliers_finite_n", _two_layer(lambda tl: None if tl.finite_n is None else tl.finite_n.count),
           "predicted_outliers_finite_n", chart=(_COUNT, 1), final="predicted_outliers_finite_n"),
     Field("predicted_locations", _two_layer(lambda tl: tl.predicted_locations())),
-    Field("alignment", _alignment(lambda al: al.overlaps.tolist()), "alignment/outlier_{i}/beta_{j}", top_k=True),
+    Field("alignment", _alignment(lambda al: al.overlaps.tolist()), "alignment/outlier_{i}/beta_{j}", top_k=True,
+          id_tag="outlier_id/{id}/beta_{j}"),
     Field("captured_energy", _alignment(lambda al: al.captured_energy.tolist()), "alignment/beta_{i}",
           chart=(_ENERGY, 0), final="captured_energy/beta_{i}"),
     Field("captured_energy_baseline", _alignment(lambda al: al.baseline), "alignment/baseline", chart=(_ENERGY, 0),
@@ -191,14 +200,26 @@ def scalars(record: Mapping[str, Any], top_k: int = 8) -> dict[str, float]:
     """
     prefix = f"spectrum/{record['param']}/"
     out: dict[str, float] = {}
+    ids = record.get("outlier_ids")
     for field in FIELDS:
-        if field.tag is None:
-            continue
-        for tag, value in _entries(field.tag, record.get(field.key), top_k if field.top_k else None):
+        pairs = [] if field.tag is None else _entries(field.tag, record.get(field.key), top_k if field.top_k else None)
+        if field.id_tag is not None and isinstance(ids, list):
+            pairs += _id_entries(field.id_tag, record.get(field.key), ids)
+        for tag, value in pairs:
             value = number(value)
             if value is not None:
                 out[prefix + tag] = value
     return out
+
+
+def _id_entries(tag: str, value: Any, ids: list[Any]) -> list[tuple[str, Any]]:
+    """``(tag, value)`` per outlier id: a per-outlier list (or matrix, ``{j}``) zipped with ``outlier_ids``."""
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        return []
+    rows = list(zip(ids, value))
+    if "{j}" not in tag:
+        return [(tag.format(id=i), v) for i, v in rows]
+    return [(tag.format(id=i, j=j), v) for i, row in rows if isinstance(row, Sequence) for j, v in enumerate(row)]
 
 
 def final_scalars(record: Mapping[str, Any]) -> dict[str, float]:
