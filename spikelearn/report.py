@@ -56,6 +56,9 @@ REPORT_FILENAME = "report.html"
 MAX_FILM_FRAMES = 40
 """Most frames in a film: beyond it the frames are steps chosen on a log grid (first and last included)."""
 
+MAX_SPIKE_TRACKS = 12
+"""Most spike ids drawn in the trajectories panel (the first born; every id is in the record)."""
+
 MAX_TEXT = 200
 """Most characters of any string of a record or of the config that the page renders (the rest becomes "…")."""
 
@@ -452,6 +455,64 @@ def _orders_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes | No
     return _png(fig)
 
 
+def _spike_tracks(records: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, list[Any]]]:
+    """Per spike id: its steps, values, predicted locations and alignment rows (records with ``outlier_ids`` only)."""
+    tracks: dict[int, dict[str, list[Any]]] = {}
+    for r in records:
+        ids = r.get("outlier_ids")
+        if not isinstance(ids, list):
+            continue
+        values = r.get("outlier_values") or []
+        predicted = r.get("outlier_predicted_locations") or []
+        alignment = r.get("alignment") or []
+        for j, spike_id in enumerate(ids):
+            if not isinstance(spike_id, int) or j >= len(values):
+                continue
+            track = tracks.setdefault(spike_id, {"steps": [], "values": [], "predicted": [], "alignment": []})
+            track["steps"].append(int(r.get("step", 0)))
+            track["values"].append(_number(values[j]))
+            track["predicted"].append(_number(predicted[j]) if j < len(predicted) else math.nan)
+            track["alignment"].append(alignment[j] if j < len(alignment) and isinstance(alignment[j], list) else [])
+    return tracks
+
+
+def _trajectories_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes | None:
+    """Spike trajectories: each id's value against step beside its BGN prediction (births marked), and its alignment
+    with each target direction against step."""
+    tracks = _spike_tracks(records)
+    if not tracks:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    directions = max((len(row) for t in tracks.values() for row in t["alignment"]), default=0)
+    fig, axes = plt.subplots(1, 2 if directions else 1, figsize=(11.0 if directions else 7.5, 3.8), squeeze=False,
+                             layout="constrained")
+    ax_value = axes[0][0]
+    for spike_id, track in list(tracks.items())[:MAX_SPIKE_TRACKS]:
+        line, = ax_value.plot(track["steps"], track["values"], "o-", ms=3, label=f"id {spike_id}")
+        ax_value.plot(track["steps"][:1], track["values"][:1], "*", ms=11, color=line.get_color())  # birth
+        if any(not math.isnan(x) for x in track["predicted"]):
+            ax_value.plot(track["steps"], track["predicted"], ":", color=line.get_color())
+        for j in range(directions):
+            points = [(s, _number(row[j])) for s, row in zip(track["steps"], track["alignment"]) if len(row) > j]
+            if points:
+                axes[0][1].plot(*zip(*points), "o-" if j == 0 else "s--", ms=3, color=line.get_color(),
+                                label=f"id {spike_id}, β_{j}")
+    ax_value.set_xlabel("step t")
+    ax_value.set_ylabel("singular value")
+    ax_value.set_title(f"{param}: each spike's value (★ birth, dotted: BGN prediction)", fontsize=10)
+    _legend(ax_value, ncols=2)
+    if directions:
+        axes[0][1].set_xlabel("step t")
+        axes[0][1].set_ylabel("⟨v, β_j⟩²")
+        axes[0][1].set_title(f"{param}: each spike's alignment with the target directions", fontsize=10)
+        _legend(axes[0][1], ncols=2)
+    return _png(fig)
+
+
 # ---------------------------------------------------------------------------------------------- the page
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; padding: 0 1.2em; max-width: 1100px; color: #222; }
@@ -583,6 +644,9 @@ def build_report(
         if alignment is not None:
             parts.append(f"<h2>Alignment with the target directions{suffix}</h2>"
                          + _img(alignment, f"{p}: captured energy over steps"))
+        trajectories = _trajectories_plot(rows_p, p)
+        if trajectories is not None:
+            parts.append(f"<h2>Spike trajectories{suffix}</h2>" + _img(trajectories, f"{p}: each spike id over steps"))
         orders = _orders_plot(rows_p, p)
         if orders is not None:
             parts.append(f"<h2>Order-k strengths{suffix}</h2>" + _img(orders, f"{p}: order-k strengths over steps"))

@@ -95,3 +95,25 @@ def test_sign_flips_do_not_break_a_match():
     _, state = match_outliers(e[:, :2], e[:, :2], None, step=0)
     second, _ = match_outliers(-e[:, :2], -e[:, :2], state, step=1)
     assert second.ids == [0, 1] and second.ended == []
+
+
+def test_the_report_draws_the_spike_trajectories(tmp_path):
+    import json
+
+    from spikelearn.report import main as report_main
+
+    Ws, V = _trajectory()
+    records, _ = _run(Ws)
+    B = V[:, :2]  # the report's alignment panel: A and B as target directions
+    run = tmp_path / "run"
+    run.mkdir()
+    tracker, lines = SpectralTracker(EngineConfig(k=16)), []
+    from spikelearn.functional.inputs import TheoryInputs
+
+    for t, W in enumerate(Ws):
+        lines.append(json.dumps(tracker.update(W, t, TheoryInputs(B=B)).record(step=t, param="W", N=300, d=200,
+                                                                               aspect_ratio=1.5)))
+    (run / "spectra.jsonl").write_text("\n".join(lines) + "\n")
+    report_main([str(run)])
+    page = (run / "report.html").read_text()
+    assert "<h2>Spike trajectories</h2>" in page
