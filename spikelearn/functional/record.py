@@ -113,6 +113,7 @@ FIELDS: tuple[Field, ...] = (
     Field("predicted_outliers_finite_n", _two_layer(lambda tl: None if tl.finite_n is None else tl.finite_n.count),
           "predicted_outliers_finite_n", chart=(_COUNT, 1), final="predicted_outliers_finite_n"),
     Field("predicted_locations", _two_layer(lambda tl: tl.predicted_locations())),
+    Field("comparator_coverage", _two_layer(lambda tl: tl.coverage), "comparator_coverage"),
     Field("alignment", _alignment(lambda al: al.overlaps.tolist()), "alignment/outlier_{i}/beta_{j}", top_k=True,
           id_tag="outlier_id/{id}/beta_{j}"),
     Field("captured_energy", _alignment(lambda al: al.captured_energy.tolist()), "alignment/beta_{i}",

@@ -13,16 +13,19 @@ Symbols: ``W`` ``(N, d)``, ``a`` ``(N,)``, ``A = [a, …, a^{∘(K+1)}]`` ``(N, 
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import NamedTuple
 
 import torch
+from scipy.optimize import brentq
 from torch import Tensor
 
 from spikelearn.functional.alignment import OrderDecomposition, order_fit
 from spikelearn.functional.krylov import gram, mm, orthonormalize
 from spikelearn.functional.inputs import TheoryInputs
 from spikelearn.functional.outliers import OUTLIER_QUANTILE, Outliers
+from spikelearn.functional.rmt import bbp_threshold, bgn_rank_one
 from spikelearn.functional.spectrum import Spectrum
 from spikelearn.functional.theory import (
     FiniteNPrediction,
@@ -31,7 +34,18 @@ from spikelearn.functional.theory import (
     predicted_outlier_count,
 )
 
-__all__ = ["References", "TwoLayer", "asymptotic_prediction", "deflated_count", "two_layer_theory"]
+__all__ = [
+    "MIN_COVERAGE", "MP_EDGE_MARGINS", "References", "TwoLayer", "asymptotic_prediction", "comparator_coverage",
+    "comparator_validity",
+    "deflated_count", "two_layer_theory",
+]
+
+MIN_COVERAGE = 0.9
+"""Smallest coverage (share of the outlier subspace inside ``span(Q_a)``) at which the finite-N count is reported."""
+
+MP_EDGE_MARGINS = 2.0
+"""Largest distance, in margins, between the fitted bulk edge and the Marchenko–Pastur edge at the fitted noise scale
+at which the finite-N count (whose BGN locations and cut are Marchenko–Pastur's) is reported."""
 
 
 class References(NamedTuple):
@@ -53,7 +67,11 @@ class TwoLayer(NamedTuple):
         outliers_deflated: outliers of :math:`(I - \\hat a\\hat a^\\top)W`.
         left_alignment: :math:`\\langle u_i, q_k\\rangle^2`, ``(n_out, K+1)`` float64.
         order: the order-k fit of :math:`W_t - W_{t-1}` (``None`` without ``references.previous``).
-        finite_n: the finite-N spiked-model prediction (``None`` without ``references.initial``).
+        finite_n: the finite-N spiked-model prediction (``None`` without ``references.initial``, or when it does not
+            apply: see ``finite_n_note``).
+        coverage: how much of what the outliers learned lies in the comparator's basis ``span(a, a^{∘2}, …)``
+            (:func:`comparator_coverage`; ``None`` without outliers).
+        finite_n_note: why the finite-N count is withheld (``None`` when it is reported).
         a_products: :math:`W_t^\\top Q_a`, ``(d, K+1)``: the next analysis's ``references.previous``.
         matvecs: columns multiplied for the deflated count (0 or 1).
     """
@@ -64,6 +82,8 @@ class TwoLayer(NamedTuple):
     finite_n: FiniteNPrediction | None
     a_products: Tensor
     matvecs: int
+    coverage: float | None = None
+    finite_n_note: str | None = None
 
     def predicted_locations(self) -> list[float] | None:
         """The finite-N BGN locations that clear the cut, descending (``None`` without a finite-N count)."""
@@ -80,6 +100,8 @@ class TwoLayer(NamedTuple):
 
     def note(self, outliers: Outliers) -> str | None:
         """Says when the measured count differs from the finite-N prediction."""
+        if self.finite_n_note is not None:
+            return self.finite_n_note
         if self.finite_n is None or self.finite_n.count == outliers.count:
             return None
         return (f"measured {outliers.count} outliers ({outliers.marginal} marginal) where the finite-N spiked model "
@@ -158,13 +180,84 @@ def two_layer_theory(
     if references.previous is not None:
         order = order_fit(WtQ - references.previous.to(WtQ), A, Qa, B)
     finite_n = None
-    if references.initial is not None and outliers.method != "degenerate":
+    coverage = comparator_coverage(left, outliers, N / d)
+    withheld = comparator_validity(outliers, coverage)
+    if references.initial is not None and outliers.method != "degenerate" and withheld is None:
         M = (WtQ - references.initial.to(WtQ)).to(torch.float64)  # (d, K+1)
         # BGN locations in the Marchenko–Pastur model at s_hat, cut at the same margin above its edge (the cut is
         # given, so the quantile argument is not read)
         cut = outliers.bulk_edge_mp + outliers.margin
         finite_n = _finite_n_from_projection(M, N, d, outliers.noise_scale, cut, OUTLIER_QUANTILE)
-    return TwoLayer(deflated, left, order, finite_n, WtQ, extra)
+    return TwoLayer(deflated, left, order, finite_n, WtQ, extra, coverage,
+                    withheld if references.initial is not None else None)
+
+
+def comparator_coverage(left_alignment: Tensor, outliers: Outliers, c: float) -> float | None:
+    r"""Coverage of the finite-N comparator: how much of what the outliers learned lies in ``span(Q_a)``.
+
+    For outlier ``i`` with left vector :math:`u_i` at location :math:`s_i`, the share of :math:`u_i` inside the span,
+    :math:`\|Q_a^\top u_i\|^2`, is compared with the share a rank-one spike lying wholly in the span would show at
+    that location: the BGN left overlap :math:`\ell(\theta_i)` at the strength :math:`\theta_i` whose
+    Marchenko–Pastur location at the noise scale :math:`\hat s` is :math:`s_i` (a finite strength never gives an
+    overlap of 1). Coverage is the mean over the outliers of :math:`\min(1, \|Q_a^\top u_i\|^2 / \ell(\theta_i))`;
+    ``None`` without outliers.
+
+    Args:
+        left_alignment: :math:`\langle u_i, q_k\rangle^2`, ``(n_out, K+1)``.
+        outliers: the measured outliers (values, noise scale).
+        c: ``N / d``.
+    """
+    n = outliers.count
+    if n == 0:
+        return None
+    inside = left_alignment.sum(dim=1).tolist()  # (n_out,)
+    shares = []
+    for share, value in zip(inside, outliers.values):
+        expected = _expected_left_overlap(value, c, outliers.noise_scale)
+        shares.append(min(1.0, share / expected) if expected > 0 else min(1.0, share))
+    return sum(shares) / n
+
+
+def _expected_left_overlap(value: float, c: float, scale: float) -> float:
+    """BGN left overlap of the rank-one strength whose Marchenko–Pastur location at ``scale`` is ``value`` (0 when
+    ``value`` is not above that edge)."""
+    low = bbp_threshold(c) * 1.000001
+    if not (scale > 0 and value > bgn_rank_one(low, c, scale).location):
+        return 0.0
+    high = 2.0 * low
+    while bgn_rank_one(high, c, scale).location < value:
+        high *= 2.0
+    theta = brentq(lambda t: bgn_rank_one(t, c, scale).location - value, low, high, xtol=1e-6)
+    return bgn_rank_one(theta, c, scale).left_overlap
+
+
+def comparator_validity(outliers: Outliers, coverage: float | None) -> str | None:
+    r"""Why the finite-N count would be silently wrong for this snapshot, or ``None`` when it applies.
+
+    The count feeds the strengths of the projection of :math:`W_t - W_0` on ``span(a, a^{∘2}, …)`` into the
+    Marchenko–Pastur BGN formula at the fitted noise scale. It does not apply (i) when the measured outliers' left
+    vectors have left that span (coverage below ``MIN_COVERAGE``: what was learned is not in the basis, and the basis
+    directions that clear the cut are not the outliers), or (ii) when the bulk is no longer Marchenko–Pastur at its
+    noise scale (the fitted edge more than ``MP_EDGE_MARGINS`` margins from :math:`\hat s(1+\sqrt c)`): the
+    comparator's cut then sits inside or far above the bulk the matrix has. Both happen past two steps.
+
+    Example:
+        >>> from spikelearn.functional.outliers import outliers_above
+        >>> out = outliers_above([3.0, 2.0], N=100, d=100, frobenius_sq=100.0, edge=2.0, cut=2.1, scale=0.01,
+        ...                      method="toy")
+        >>> comparator_validity(out, coverage=0.5)[:24]
+        'finite-N count withheld:'
+    """
+    if coverage is not None and coverage < MIN_COVERAGE:
+        return (f"finite-N count withheld: coverage {coverage:.0%} < {MIN_COVERAGE:.0%} (the outliers' left vectors lie "
+                "partly outside span(a, a^2, ...), beyond what their strength explains), so the projected low-rank "
+                "part does not hold what was learned")
+    edge, mp_edge, margin = outliers.bulk_edge, outliers.bulk_edge_mp, outliers.margin
+    if math.isfinite(edge) and math.isfinite(margin) and abs(edge - mp_edge) > MP_EDGE_MARGINS * margin:
+        return (f"finite-N count withheld: the bulk is not Marchenko-Pastur at its noise scale (fitted edge "
+                f"{edge:.4g}, MP edge {mp_edge:.4g}: {abs(edge - mp_edge) / margin:.1f} margins apart), and its BGN "
+                "locations and cut are Marchenko-Pastur's")
+    return None
 
 
 def asymptotic_prediction(theory: TheoryInputs) -> OutlierPrediction | None:
