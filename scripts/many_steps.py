@@ -18,6 +18,7 @@ Outputs in ``--out``: ``many_steps.csv`` (one row per mode and analysed step), `
 
 from __future__ import annotations
 
+import math
 import sys
 import tempfile
 import time
@@ -150,8 +151,9 @@ def _figure(film: list[dict], readout: list[dict], args, N: int, d: int, n: int,
         ax.step(steps, [r["outliers"] - (r["outliers_marginal"] or 0) for r in mine], where="post", color="C3", lw=0.8,
                 ls="--", label="clear (not marginal)")
         ax.step(steps, [r["outliers_deflated"] for r in mine], where="post", color="C1", lw=0.9, label="deflated")
-        ax.plot(steps, [r["predicted_outliers_finite_n"] for r in mine], "o", ms=3, mfc="none", color="k",
-                label="finite-N predicted")
+        finite_n = [math.nan if r["predicted_outliers_finite_n"] is None else r["predicted_outliers_finite_n"]
+                    for r in mine]  # null where it does not apply (the record's theory_note says why)
+        ax.plot(steps, finite_n, "o", ms=3, mfc="none", color="k", label="finite-N predicted (where it applies)")
         ax.set_xlabel("step t")
         ax.set_ylabel("count")
         twin = ax.twinx()

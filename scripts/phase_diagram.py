@@ -113,6 +113,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return cells
 
 
+def _mean(values) -> float | None:
+    """Mean of the values that are not ``None`` (``None`` when none is)."""
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
 def _read_runs(path: Path) -> list[dict]:
     return read_csv(path, ints=("N", "d", "n", "seed", "outliers", "outliers_deflated", "predicted_outliers",
                                 "predicted_outliers_deflated", "predicted_outliers_finite_n"),
@@ -132,13 +138,21 @@ def _cells(runs: list[dict]) -> list[dict]:
             "outliers_deflated_mean": statistics.fmean(r["outliers_deflated"] for r in rows),
             "predicted_outliers": asym,
             "predicted_outliers_deflated": rows[0]["predicted_outliers_deflated"],
-            "predicted_outliers_finite_n_mean": statistics.fmean(r["predicted_outliers_finite_n"] for r in rows),
+            # over the seeds where the finite-N count applies (it is null, with its reason, where it does not)
+            "predicted_outliers_finite_n_mean": _mean(r["predicted_outliers_finite_n"] for r in rows),
             # fraction of seeds whose measured total equals the finite-N / asymptotic prediction
-            "match_finite_n": statistics.fmean(r["outliers"] == r["predicted_outliers_finite_n"] for r in rows),
+            "match_finite_n": _mean(r["outliers"] == r["predicted_outliers_finite_n"] for r in rows
+                                    if r["predicted_outliers_finite_n"] is not None),
             "match_asymptotic": statistics.fmean(r["outliers"] == asym for r in rows),
             "borderline": rows[0]["borderline"],
         })
     return cells
+
+
+def _mean(values) -> float | None:
+    """Mean of the values that are not ``None`` (``None`` when none is)."""
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
 
 
 def _edges(values: list[float]) -> list[float]:
@@ -183,7 +197,7 @@ def _figure(cells: list[dict], args) -> Path:
                 if value is not None:
                     ax.text(a1, a2, f"{value:.3g}", ha="center", va="center", fontsize=7,
                             color="w" if value < 0.6 * vmax else "k")
-                if col == 0 and cell["match_finite_n"] < 1:
+                if col == 0 and cell["match_finite_n"] is not None and cell["match_finite_n"] < 1:
                     i, j = a1s.index(a1), a2s.index(a2)
                     ax.add_patch(Rectangle((e1[i], e2[j]), e1[i + 1] - e1[i], e2[j + 1] - e2[j], fill=False,
                                            edgecolor="r", lw=1.6))
@@ -200,11 +214,12 @@ def _figure(cells: list[dict], args) -> Path:
 
 def _report(cells: list[dict], seconds: float, out: Path) -> None:
     agree = sum(c["match_finite_n"] == 1 for c in cells)
+    withheld = sum(c["match_finite_n"] is None for c in cells)
     print(f"phase diagram: {len(cells)} cells in {seconds:.1f} s; measured total == finite-N predicted in "
-          f"{agree}/{len(cells)} cells (all seeds), == asymptotic in "
+          f"{agree}/{len(cells)} cells (all seeds; withheld in {withheld}), == asymptotic in "
           f"{sum(c['match_asymptotic'] == 1 for c in cells)}/{len(cells)}")
     for c in cells:
-        if c["match_finite_n"] < 1:
+        if c["match_finite_n"] is not None and c["match_finite_n"] < 1:
             print(f"  differs: N={c['N']} {c['batches']:<11} (a1, a2)=({c['alpha1']:.2f}, {c['alpha2']:.2f}) "
                   f"measured {c['outliers_mean']:.2f}, finite-N {c['predicted_outliers_finite_n_mean']:.2f}, "
                   f"asymptotic {c['predicted_outliers']}")

@@ -221,7 +221,10 @@ def test_many_step_run_counts_follow_the_finite_n_prediction():
         s = tracker.update(W.float(), t, TheoryInputs(a=a.float())).record()
         if t in (2, 5, 10, 20, 50, 100):
             clear = s["outliers"] - s["outliers_marginal"]
-            assert clear <= s["predicted_outliers_finite_n"] + 1, t
+            if s["predicted_outliers_finite_n"] is None:  # withheld where it no longer applies, saying why
+                assert "finite-N count withheld" in s["theory_note"], t
+            else:
+                assert clear <= s["predicted_outliers_finite_n"] + 1, t
             assert _float64_rule(W).count == s["outliers"], t
 
 
