@@ -73,8 +73,9 @@ class TwoLayerModule(L.LightningModule):
         step_tail: how ``η_t`` continues after the listed steps (``"constant"`` or ``"inverse_sqrt"``).
         loss: ``"mse"`` or ``"correlation"``.
         seed: seeds ``W0`` and ``a``.
-        readout: fit ``a`` by ridge regression on ``σ(W_T x)/√N`` after training and log train/test MSE.
-        readout_ridge: ``λ`` of the readout.
+        readout: fit ``a`` by ridge regression on ``σ(W_T x)/√N`` after training and log the train and test MSE
+            and the test MSE's standard error (streamed over the data module's chunks, :mod:`spikelearn.readout`).
+        readout_ridge: ``λ`` of the readout (``0``: the minimum-norm least-squares fit).
         max_norm_growth: stop with :class:`DivergenceError` when ``‖W_t‖_F > max_norm_growth · ‖W_0‖_F``.
     """
 
