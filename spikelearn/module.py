@@ -255,7 +255,11 @@ class TwoLayerModule(L.LightningModule):
         dtype, device = self.W.dtype, self.W.device
 
         def chunks(purpose: str) -> Callable[[], Any]:
-            return lambda: datamodule.chunks(purpose, rank, world_size, device, dtype)
+            if hasattr(datamodule, "chunks"):
+                return lambda: datamodule.chunks(purpose, rank, world_size, device, dtype)
+            # a data module with only whole sets (readout_set / test_set): rank zero reads each set as one chunk
+            whole = datamodule.readout_set if purpose == "readout" else datamodule.test_set
+            return lambda: [whole(device, dtype)] if rank == 0 else []
 
         def reduce_sum(tensor: Tensor) -> Tensor:
             return trainer.strategy.reduce(tensor, reduce_op="sum") if world_size > 1 else tensor

@@ -163,3 +163,15 @@ def test_readout_of_half_precision_weights_reads_out_in_float32():
     result = _streamed(W, data, 1e-3, dtype=torch.bfloat16)
     reference = _streamed(W.float(), data, 1e-3, dtype=torch.bfloat16)
     assert result.test_mse == reference.test_mse and np.isfinite(result.train_mse)
+
+
+def test_a_data_module_with_only_whole_sets_is_still_read_out():
+    """A user's data module written for the dense readout (``readout_set`` / ``test_set``, no chunks) still works."""
+    data = _data()
+
+    class WholeSets:
+        readout_set, test_set = data.readout_set, data.test_set
+
+    module = TwoLayerModule(width=N, input_dim=D, readout=True)
+    whole, chunked = module.fit_readout(WholeSets()), module.fit_readout(data)
+    assert whole == pytest.approx(chunked, rel=1e-6)  # the same rows, summed in one piece or in chunks (float32)
