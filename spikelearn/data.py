@@ -6,6 +6,10 @@ on the training device with a generator seeded from :class:`numpy.random.SeedSeq
 so resuming at any step regenerates exactly the batch an uninterrupted run would have used, and a plain
 DataLoader never replays old batches. Under DDP every rank draws the same full batch and keeps its
 ``n / world_size`` rows, so the averaged DDP gradient is the full-batch gradient.
+
+The readout's fit and test sets are drawn the same way, in chunks of ``test_batch_size`` rows: chunk ``k`` is a pure
+function of ``(seed, purpose, k)``, so a set of any size is never held whole, and under DDP rank ``r`` draws the
+chunks ``k ≡ r (mod world_size)``: the ranks together see exactly the rows one process sees.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from lightning.fabric.utilities.data import AttributeDict
 from spikelearn._memory import check_fits
 from spikelearn.functional.targets import Target, make_target, target_directions
 
-__all__ = ["BATCH_MODES", "MAX_NOISE_STD", "Batch", "GaussianDataModule", "StepIndices"]
+__all__ = ["BATCH_MODES", "DEFAULT_TEST_BATCH_SIZE", "MAX_NOISE_STD", "Batch", "GaussianDataModule", "StepIndices"]
 
 MAX_NOISE_STD = 1e6
 """Largest ``data.noise_std``: the target has unit variance, so ``τ = 10^6`` is already all noise."""
@@ -33,6 +37,10 @@ BATCH_MODES = ("independent", "reused", "resample_every")
 """Fresh batch every step; the batch of step 1 at every step; a fresh batch every ``resample_every`` steps."""
 
 _PURPOSE = {"directions": 0, "train": 1, "test": 2, "readout": 3}
+
+DEFAULT_TEST_BATCH_SIZE = 4096
+"""Rows per chunk of the readout's fit and test sets (``data.test_batch_size``): a few MB of inputs and features at
+the widths of the packaged configs, and enough rows that ``X Wᵀ`` dominates the per-chunk overhead."""
 
 
 class Batch(NamedTuple):
@@ -84,8 +92,11 @@ class GaussianDataModule(L.LightningDataModule):
         target_components: single-index components of an ``"additive"`` target.
         noise_std: ``τ``, standard deviation of the label noise ``ε``.
         seed: seeds the directions ``B`` and every batch.
-        test_size: held-out samples for the readout's test MSE.
-        readout_size: fresh samples the readout is fitted on (``0`` uses the batch of step 1).
+        test_size: held-out samples for the readout's test MSE (any size: they are drawn and scored in chunks; the
+            standard error of the test MSE falls like ``1/√test_size``).
+        readout_size: fresh samples the readout is fitted on (``0`` uses the batch of step 1), also drawn in chunks.
+        test_batch_size: rows drawn at a time for the readout's fit and test sets; the readout's memory is bounded
+            by it, not by ``test_size`` or ``readout_size``.
     """
 
     def __init__(
@@ -100,6 +111,7 @@ class GaussianDataModule(L.LightningDataModule):
         seed: int = 0,
         test_size: int = 1024,
         readout_size: int = 1024,
+        test_batch_size: int = DEFAULT_TEST_BATCH_SIZE,
     ) -> None:
         super().__init__()
         self.input_dim = _positive_int("data.input_dim", input_dim)
@@ -125,6 +137,7 @@ class GaussianDataModule(L.LightningDataModule):
         if isinstance(readout_size, bool) or not isinstance(readout_size, int) or readout_size < 0:
             raise ValueError(f"`data.readout_size` must be an integer >= 0, got {readout_size!r}.")
         self.readout_size = readout_size
+        self.test_batch_size = _positive_int("data.test_batch_size", test_batch_size)
         self.target: Target = make_target(target, target_components)
         # (d, r) float64 on the CPU; saved with the run (checkpoint + snapshots)
         self.directions = target_directions(self.input_dim, self.target.rank, _seed_for(seed, "directions", 0))
@@ -177,16 +190,63 @@ class GaussianDataModule(L.LightningDataModule):
         rows = self.batch_size // world_size
         return Batch(batch.X[rank * rows : (rank + 1) * rows], batch.y[rank * rows : (rank + 1) * rows], step)
 
+    # ---------------------------------------------------------- readout sets, in chunks
+    def chunk_count(self, purpose: str) -> int:
+        """How many chunks of at most ``test_batch_size`` rows the ``"test"`` or ``"readout"`` set has."""
+        return math.ceil(self._set_size(purpose) / self.test_batch_size)
+
+    def _set_size(self, purpose: str) -> int:
+        if purpose == "test":
+            return self.test_size
+        if purpose == "readout":
+            return self.readout_size or self.batch_size
+        raise ValueError(f"Expected a readout set, 'test' or 'readout', got {purpose!r}.")
+
+    def chunk(
+        self, purpose: str, k: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> tuple[Tensor, Tensor]:
+        """Chunk ``k`` of the ``"test"`` or ``"readout"`` set: ``(X (m, d), y (m,))``, ``m <= test_batch_size``.
+
+        A pure function of ``(seed, purpose, k)``; a set that fits in one chunk is drawn exactly as it was before sets
+        were chunked. With ``readout_size = 0`` the readout set is the batch of step 1, cut in chunks.
+        """
+        count = self.chunk_count(purpose)
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < count:
+            raise ValueError(f"Chunk {k!r} of the {purpose} set does not exist: it has chunks 0 to {count - 1}.")
+        start, stop = k * self.test_batch_size, min((k + 1) * self.test_batch_size, self._set_size(purpose))
+        if purpose == "readout" and self.readout_size == 0:
+            batch = self.full_batch(1, device, dtype)  # (n, d): bounded by the batch-size check of setup
+            return batch.X[start:stop], batch.y[start:stop]
+        return self.sample(stop - start, purpose, k, device, dtype)
+
+    def chunks(
+        self,
+        purpose: str,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """This rank's share of the ``"test"`` or ``"readout"`` set: chunks ``k ≡ rank (mod world_size)``, in order."""
+        for k in range(rank, self.chunk_count(purpose), world_size):
+            yield self.chunk(purpose, k, device, dtype)
+
     def test_set(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
-        """Held-out pairs for the readout's test MSE (``test_size`` rows)."""
-        return self.sample(self.test_size, "test", 0, device, dtype)
+        """Held-out pairs for the readout's test MSE (``test_size`` rows), whole: its chunks concatenated.
+
+        For small sets and tests; the readout itself streams :meth:`chunks`.
+        """
+        return self._whole("test", device, dtype)
 
     def readout_set(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
-        """Pairs the readout is fitted on: ``readout_size`` fresh rows, or the batch of step 1 when it is 0."""
-        if self.readout_size == 0:
-            batch = self.full_batch(1, device, dtype)
-            return batch.X, batch.y
-        return self.sample(self.readout_size, "readout", 0, device, dtype)
+        """Pairs the readout is fitted on, whole: ``readout_size`` fresh rows, or the batch of step 1 when it is 0."""
+        return self._whole("readout", device, dtype)
+
+    def _whole(self, purpose: str, device: torch.device | str, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        parts = list(self.chunks(purpose, device=device, dtype=dtype))
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat([X for X, _ in parts]), torch.cat([y for _, y in parts])
 
     # ---------------------------------------------------------- Lightning glue
     def setup(self, stage: str) -> None:

@@ -26,6 +26,7 @@ from spikelearn._memory import check_fits
 from spikelearn.functional import activations as F_act
 from spikelearn.functional import model as F
 from spikelearn.functional.schedule import StepSchedule
+from spikelearn.readout import readout_bytes, streamed_readout
 
 __all__ = [
     "RESUMABLE_FIELDS",
@@ -37,7 +38,8 @@ __all__ = [
 ]
 
 RESUMABLE_FIELDS = frozenset(
-    {"model.readout", "model.readout_ridge", "model.max_norm_growth", "data.test_size", "data.readout_size"}
+    {"model.readout", "model.readout_ridge", "model.max_norm_growth", "data.test_size", "data.readout_size",
+     "data.test_batch_size"}
 )
 """Model / data fields a resume may change: they do not enter ``W_0 … W_T`` (readout and divergence guard only).
 Every other model and data field, and ``trainer.precision``, must equal the checkpoint's."""
@@ -71,8 +73,9 @@ class TwoLayerModule(L.LightningModule):
         step_tail: how ``η_t`` continues after the listed steps (``"constant"`` or ``"inverse_sqrt"``).
         loss: ``"mse"`` or ``"correlation"``.
         seed: seeds ``W0`` and ``a``.
-        readout: fit ``a`` by ridge regression on ``σ(W_T x)/√N`` after training and log train/test MSE.
-        readout_ridge: ``λ`` of the readout.
+        readout: fit ``a`` by ridge regression on ``σ(W_T x)/√N`` after training and log the train and test MSE
+            and the test MSE's standard error (streamed over the data module's chunks, :mod:`spikelearn.readout`).
+        readout_ridge: ``λ`` of the readout (``0``: the minimum-norm least-squares fit).
         max_norm_growth: stop with :class:`DivergenceError` when ``‖W_t‖_F > max_norm_growth · ‖W_0‖_F``.
     """
 
@@ -165,6 +168,7 @@ class TwoLayerModule(L.LightningModule):
                     f"`model.step_c[{i}]` = {self.schedule.c[i]!r} gives a learning rate eta_{t} sqrt(N) = {lr:.3g} beyond "
                     f"the largest {self.W.dtype} ({largest:.3g}): lower it, or train in float64 (trainer.precision=64-true)."
                 )
+        self._check_readout_fits(datamodule)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         trainer = self._trainer
@@ -241,13 +245,48 @@ class TwoLayerModule(L.LightningModule):
 
     # ------------------------------------------------------------------ readout
     def fit_readout(self, datamodule: Any) -> dict[str, float]:
-        """Ridge readout on ``σ(W_T x)/√N`` (Ba et al.): returns ``readout/train_mse`` and ``readout/test_mse``."""
+        """Ridge readout on ``σ(W_T x)/√N`` (Ba et al.), streamed over the data module's chunks.
+
+        Returns ``readout/train_mse``, ``readout/test_mse`` and ``readout/test_mse_stderr`` (the standard error of
+        the test MSE over ``data.test_size`` rows). Under DDP each rank reads its share of the chunks and every rank
+        returns the same numbers; every rank must call it.
+        """
+        trainer = self._trainer
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         dtype, device = self.W.dtype, self.W.device
-        X_fit, y_fit = datamodule.readout_set(device, dtype)
-        X_test, y_test = datamodule.test_set(device, dtype)
+
+        def chunks(purpose: str) -> Callable[[], Any]:
+            if hasattr(datamodule, "chunks"):
+                return lambda: datamodule.chunks(purpose, rank, world_size, device, dtype)
+            # a data module with only whole sets (readout_set / test_set): rank zero reads each set as one chunk
+            whole = datamodule.readout_set if purpose == "readout" else datamodule.test_set
+            return lambda: [whole(device, dtype)] if rank == 0 else []
+
+        def reduce_sum(tensor: Tensor) -> Tensor:
+            return trainer.strategy.reduce(tensor, reduce_op="sum") if world_size > 1 else tensor
+
         with torch.no_grad():
-            train_mse, test_mse = F.readout_errors(self.W, X_fit, y_fit, X_test, y_test, self.activation, self.readout_ridge)
-        return {"readout/train_mse": train_mse, "readout/test_mse": test_mse}
+            result = streamed_readout(
+                self.W, self.activation, self.readout_ridge, chunks("readout"), chunks("test"), reduce_sum
+            )
+        return {
+            "readout/train_mse": result.train_mse,
+            "readout/test_mse": result.test_mse,
+            "readout/test_mse_stderr": result.test_mse_stderr,
+        }
+
+    def _check_readout_fits(self, datamodule: Any) -> None:
+        # the sets stream in chunks; what must fit is the N x N system and one chunk
+        chunk_rows = getattr(datamodule, "test_batch_size", None)
+        if not self.readout or chunk_rows is None:
+            return
+        itemsize = max(torch.finfo(self.W.dtype).bits // 8, 4)
+        check_fits(
+            f"`model.width` = {self.width} with `model.readout` true (its N x N normal equations in float64) and "
+            f"`data.test_batch_size` x `data.input_dim` = {chunk_rows} x {self.input_dim} (one chunk of the readout sets)",
+            readout_bytes(self.width, self.input_dim, chunk_rows, itemsize),
+            self.W.device,
+        )
 
     def _fit_readout_at_end(self) -> None:
         if not self.readout or self.trainer.datamodule is None:

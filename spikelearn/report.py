@@ -207,7 +207,8 @@ def _checked_records(path: Path, records: Sequence[Mapping[str, Any]]) -> list[d
 
 
 def readout_errors_from_events(run_dir: str | os.PathLike[str]) -> dict[str, float]:
-    """The last ``readout/train_mse`` and ``readout/test_mse`` scalars of the run's TensorBoard event files.
+    """The last ``readout/train_mse``, ``readout/test_mse`` and ``readout/test_mse_stderr`` scalars of the run's
+    TensorBoard event files (the standard error says how many digits of the test MSE mean something).
 
     Returns an empty dict when there is no event file or no readout (or TensorBoard is not installed).
     """
@@ -223,7 +224,7 @@ def readout_errors_from_events(run_dir: str | os.PathLike[str]) -> dict[str, flo
     accumulator.Reload()
     out: dict[str, float] = {}
     tags = accumulator.Tags().get("scalars", [])
-    for tag in ("readout/train_mse", "readout/test_mse"):
+    for tag in ("readout/train_mse", "readout/test_mse", "readout/test_mse_stderr"):
         if tag in tags:
             out[tag] = float(accumulator.Scalars(tag)[-1].value)
     return out

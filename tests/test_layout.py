@@ -9,7 +9,7 @@ import sys
 import pytest
 
 PACKAGES = ["spikelearn", "spikelearn.functional", "spikelearn.callbacks", "spikelearn.data", "spikelearn.module",
-            "spikelearn.cli", "spikelearn.report", "spikelearn.run_lock"]
+            "spikelearn.cli", "spikelearn.report", "spikelearn.run_lock", "spikelearn.readout"]
 
 
 def test_functional_does_not_import_lightning():

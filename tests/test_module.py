@@ -91,10 +91,10 @@ def test_divergence_stops_with_a_message(tmp_path):
         _trainer(tmp_path, 3).fit(module, _data())
 
 
-def test_readout_logs_train_and_test_mse(tmp_path):
+def test_readout_logs_train_and_test_mse_and_its_standard_error(tmp_path):
     module = _module(readout=True)
     _trainer(tmp_path, 2).fit(module, _data())
-    assert set(module.readout_metrics) == {"readout/train_mse", "readout/test_mse"}
+    assert set(module.readout_metrics) == {"readout/train_mse", "readout/test_mse", "readout/test_mse_stderr"}
     assert all(math.isfinite(v) and v >= 0 for v in module.readout_metrics.values())
 
 

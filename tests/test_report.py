@@ -129,7 +129,8 @@ def test_report_of_a_cli_run_shows_table_film_readout_and_config(cli_run, tmp_pa
     assert last["outliers tot/defl"].split(" / ")[0] == str(records[-1]["outliers"])
     assert last["predicted asym/finite-N"].split(" / ")[1] == str(records[-1]["predicted_outliers_finite_n"])
     readout = dict(shown.tables["readout"][1:])
-    assert set(readout) == {"readout/train_mse", "readout/test_mse"} and 0 < float(readout["readout/test_mse"]) < 10
+    assert set(readout) == {"readout/train_mse", "readout/test_mse", "readout/test_mse_stderr"}
+    assert 0 < float(readout["readout/test_mse_stderr"]) < float(readout["readout/test_mse"]) < 10
     assert "max_steps: 3" in html.unescape(text)  # the run's config.yaml
 
 

@@ -38,9 +38,13 @@ __all__ = [
     "network_features",
     "network_output",
     "residual",
+    "NormalEquations",
     "ReadoutErrors",
+    "normal_equations",
     "readout_errors",
     "ridge_readout",
+    "solve_normal_equations",
+    "squared_error_standard_error",
 ]
 
 INIT_KINDS = ("gaussian", "sphere")
@@ -252,3 +256,101 @@ def readout_errors(
     train_mse = float(((features_fit @ a_hat - y_fit) ** 2).mean())
     test_mse = float(((network_features(W, X_test, activation) @ a_hat - y_test) ** 2).mean())
     return ReadoutErrors(train_mse, test_mse)
+
+
+class NormalEquations(NamedTuple):
+    r"""The sufficient statistics of a least-squares fit on ``n`` rows: ``ΦᵀΦ`` ``(N, N)``, ``Φᵀy`` ``(N,)``, ``n``.
+
+    Sums over disjoint chunks of rows add up field by field (:meth:`add`), so a fit set of any size is reduced to
+    ``N² + N + 1`` numbers, chunk by chunk or rank by rank.
+    """
+
+    gram: Tensor  # (N, N) float64
+    moment: Tensor  # (N,) float64
+    count: int
+
+    def add(self, other: NormalEquations) -> NormalEquations:
+        """The statistics of both sets of rows together."""
+        return NormalEquations(self.gram + other.gram, self.moment + other.moment, self.count + other.count)
+
+
+def normal_equations(features: Tensor, y: Tensor) -> NormalEquations:
+    r"""``ΦᵀΦ`` and ``Φᵀy`` of one chunk of rows, accumulated in float64 whatever the features' dtype.
+
+    Args:
+        features: ``Φ``, shape ``(n, N)``.
+        y: ``(n,)`` labels.
+
+    Example:
+        >>> Phi, y = torch.tensor([[1.0, 0.0], [1.0, 2.0]]), torch.tensor([1.0, 3.0])
+        >>> stats = normal_equations(Phi, y)
+        >>> stats.gram.tolist(), stats.moment.tolist(), stats.count
+        ([[2.0, 2.0], [2.0, 4.0]], [4.0, 6.0], 2)
+    """
+    Phi = features.to(torch.float64)  # (n, N)
+    return NormalEquations(Phi.T @ Phi, Phi.T @ y.to(torch.float64), int(features.shape[0]))
+
+
+def solve_normal_equations(stats: NormalEquations, ridge: float, rcond: float | None = None) -> Tensor:
+    r"""The ridge readout from its normal equations: :math:`\hat a = (\Phi^\top\Phi + n\lambda I)^{-1}\Phi^\top y`.
+
+    This is :func:`ridge_readout` for a fit set that was never held whole. With ``λ = 0`` the system may be singular
+    (fewer rows than features): the minimum-norm solution is returned, dropping the eigenvalues of ``ΦᵀΦ`` below
+    ``rcond`` times the largest, as a least-squares solver drops the singular values of ``Φ`` below ``√rcond``.
+
+    Args:
+        stats: :class:`NormalEquations` of the fit set (``count >= 1``).
+        ridge: ``λ >= 0``.
+        rcond: relative eigenvalue cut for ``λ = 0``; default ``max(N ε₆₄, (N ε)²)`` with ``ε`` the machine epsilon
+            of the features' dtype (float32 unless given): what the dense float32 ``lstsq`` of :func:`ridge_readout`
+            resolves, and no finer than the float64 sums carry.
+
+    Returns:
+        ``(N,)`` float64 second layer.
+
+    Raises:
+        ValueError: if ``ridge`` is negative or not finite, or ``stats.count < 1``.
+
+    Example:
+        >>> Phi, y = torch.eye(3, dtype=torch.float64), torch.tensor([3.0, 0.0, 0.0], dtype=torch.float64)
+        >>> solve_normal_equations(normal_equations(Phi, y), ridge=0.0).tolist()
+        [3.0, 0.0, 0.0]
+    """
+    if not (math.isfinite(ridge) and ridge >= 0.0):
+        raise ValueError(f"`ridge` must be a finite number >= 0, got {ridge!r}.")
+    if stats.count < 1:
+        raise ValueError(f"The normal equations need at least one row, got count = {stats.count!r}.")
+    gram, moment = stats.gram, stats.moment
+    N = gram.shape[0]
+    if ridge > 0:
+        system = gram + (stats.count * ridge) * torch.eye(N, dtype=gram.dtype, device=gram.device)
+        return torch.linalg.solve(system, moment)
+    if rcond is None:
+        rcond = max(N * torch.finfo(torch.float64).eps, (N * torch.finfo(torch.float32).eps) ** 2)
+    values, vectors = torch.linalg.eigh(gram)  # ascending, (N,), (N, N)
+    keep = values > rcond * values[-1].clamp_min(0.0)
+    inverse = torch.where(keep, 1.0 / torch.where(keep, values, 1.0), 0.0)
+    return vectors @ (inverse * (vectors.T @ moment))
+
+
+def squared_error_standard_error(sum_squares: float, sum_fourth_powers: float, count: int) -> float:
+    r"""Standard error of a mean squared error over ``m`` independent rows, from the sums of ``e_j²`` and ``e_j⁴``.
+
+    .. math:: \mathrm{se} = \sqrt{\frac{1}{m}\,\frac{\sum_j e_j^4 - m\,\overline{e^2}^{\,2}}{m - 1}},
+              \qquad \overline{e^2} = \frac1m \sum_j e_j^2,
+
+    the sample standard deviation of the squared errors over ``√m``: the test MSE is known to about this many
+    units, so its digits past the first one or two of ``se`` carry no information. ``nan`` when ``m < 2``.
+
+    Example:
+        >>> e = torch.tensor([1.0, -1.0, 2.0, 0.0], dtype=torch.float64)
+        >>> round(squared_error_standard_error(float((e**2).sum()), float((e**4).sum()), 4), 6)
+        0.866025
+        >>> round(float((e**2).std() / 2), 6)
+        0.866025
+    """
+    if count < 2:
+        return math.nan
+    mean = sum_squares / count
+    variance = max(sum_fourth_powers - count * mean * mean, 0.0) / (count - 1)
+    return math.sqrt(variance / count)
