@@ -347,7 +347,8 @@ def test_snapshot_outside_theory_note():
     s = _rec(_noise(100, 100, 0), TheoryInputs(alphas=[0.6, 0.2]), k=4)
     assert s["predicted_outliers"] is None and "outside the theory" in s["theory_note"]
     s3 = _rec(_noise(100, 100, 0), TheoryInputs(alphas=[0.1, 0.2, 0.3]), k=4)
-    assert s3["predicted_outliers"] is None and "two-step" in s3["theory_note"]
+    # past two steps: the stated extension, said to be one (0.2 / 0.4 -> 0, then 0.3 / 0.3 = 1: Theta(1), borderline)
+    assert s3["predicted_outliers"] == 2 and "extension of the two-step law" in s3["theory_note"]
 
 
 def test_left_alignment_shape():

@@ -7,6 +7,8 @@ import torch
 
 from spikelearn.functional import theory
 from spikelearn.functional.theory import (
+    EXTENSION_NOTE,
+    extended_outlier_count,
     finite_n_predicted_count,
     hadamard_power_basis,
     learnable_directions,
@@ -44,7 +46,20 @@ def test_predicted_counts_t0_t1_t3():
     assert predicted_outlier_count([])[:2] == (0, 0)
     assert predicted_outlier_count([0.3])[:2] == (1, 0)
     p = predicted_outlier_count([0.3, 0.2, 0.1])
-    assert p.total is None and p.note == "outside the two-step theory"
+    # past two steps: the stated extension, marked as such (step 2: 0.2 / 0.2 = 1; step 3: 0.1 / 0.2 -> 0)
+    assert (p.total, p.deflated, p.extension, p.within_theory) == (2, 1, True, False)
+    assert p.note.startswith(EXTENSION_NOTE)
+
+
+@pytest.mark.parametrize(
+    "alphas, expected",
+    [([0.3, 0.45, 0.1], 1 + 2), ([0.3, 0.2, 0.45], 1 + 2), ([0.25, 0.25, 0.25, 0.25], 1 + 1),
+     ([0.1, 0.1, 0.4, 0.1], 1 + 1), ([0.2, 0.3, 0.2, 0.3], 1 + 1)],
+)
+def test_extension_counts_the_largest_order_any_step_made_positive(alphas, expected):
+    # order k of step s has exponent alpha_s - k (1/2 - max_{r<s} alpha_r): the count is 1 + max_s floor(ratio_s)
+    ratios = [alphas[s] / (0.5 - max(alphas[:s])) for s in range(1, len(alphas))]
+    assert extended_outlier_count(alphas).total == expected == 1 + max(int(r + 1e-9) for r in ratios)
 
 
 @pytest.mark.parametrize("alphas", [(0.5, 0.2), (0.2, 0.6), (-0.1, 0.2)])

@@ -57,7 +57,9 @@ def _two_layer(get: Callable[[Any], object]) -> Callable[[Any], object]:
 
 
 def _prediction(get: Callable[[Any], object]) -> Callable[[Any], object]:
-    return lambda an: get(an.prediction) if an.prediction is not None and an.prediction.within_theory else None
+    # the theorem where it holds, and past two steps the stated extension (its note says so)
+    return lambda an: (get(an.prediction) if an.prediction is not None
+                       and (an.prediction.within_theory or an.prediction.extension) else None)
 
 
 def _alignment(get: Callable[[Any], object]) -> Callable[[Any], object]:

@@ -33,6 +33,8 @@ __all__ = [
     "hadamard_power_basis",
     "learnable_directions",
     "predicted_outlier_count",
+    "extended_outlier_count",
+    "EXTENSION_NOTE",
 ]
 
 A_KINDS = ("gaussian", "rademacher", "constant")
@@ -50,6 +52,8 @@ class OutlierPrediction(NamedTuple):
             outlier only above the BBP threshold, so the count may be one less.
         within_theory: ``False`` when a condition of the theory fails (see ``note``).
         note: human-readable reasons and caveats (``""`` when none).
+        extension: ``True`` past two steps: the counts are the stated step-``t`` extension of the two-step law
+            (:func:`extended_outlier_count`, docs/theory.md §2), a conjecture spikelearn tests, not a theorem.
     """
 
     total: int | None
@@ -58,6 +62,7 @@ class OutlierPrediction(NamedTuple):
     borderline: bool
     within_theory: bool
     note: str
+    extension: bool = False
 
 
 class LearnableDirections(NamedTuple):
@@ -120,8 +125,8 @@ def predicted_outlier_count(
     :class:`UserWarning` is emitted); a counted order ``k`` with :math:`\mu_{k+1} = 0`
     (odd ``tanh``: :math:`\mu_2=\mu_4=0`; ``relu``: :math:`\mu_3=\mu_5=0`) is outside the
     theory; Rademacher ``a`` spans only ``{a, 1}`` (at most 2 directions: total capped at 2,
-    deflated at 1); constant ``a`` gives one direction. ``t > 2`` returns ``None`` counts with
-    note ``"outside the two-step theory"``.
+    deflated at 1); constant ``a`` gives one direction. ``t > 2`` returns the stated extension
+    (:func:`extended_outlier_count`), marked ``extension`` and ``within_theory = False``.
 
     Args:
         alphas: exponents :math:`\alpha_1, \dots, \alpha_t` of the steps taken so far.
@@ -148,7 +153,7 @@ def predicted_outlier_count(
     if t == 0:
         return OutlierPrediction(0, 0, (), False, True, "")
     if t > 2:
-        return OutlierPrediction(None, None, (), False, False, "outside the two-step theory")
+        return extended_outlier_count(alphas, a_kind=a_kind, activation_coefficients=activation_coefficients)
     notes: list[str] = []
     within = True
     bad = [i + 1 for i, x in enumerate(alphas) if not 0.0 <= x < 0.5]
@@ -195,6 +200,70 @@ def predicted_outlier_count(
             notes.append("constant a: one direction")
         total, deflated = 1, 0
     return OutlierPrediction(total, deflated, orders, borderline, within, "; ".join(notes))
+
+
+EXTENSION_NOTE = ("outside the two-step theory: the count is the stated step-t extension of the two-step law "
+                  "(docs/theory.md section 2), a conjecture this tool tests, not a theorem")
+
+
+def extended_outlier_count(
+    alphas: Sequence[float],
+    *,
+    a_kind: str = "gaussian",
+    activation_coefficients: Sequence[float] | None = None,
+) -> OutlierPrediction:
+    r"""The step-``t`` extension of the two-step law (a conjecture; docs/theory.md §2 derives it).
+
+    Step ``s`` acts on :math:`W_{s-1}`, whose pre-activations have moved by
+    :math:`\epsilon_s symp N^{arlpha_s - 1/2}` with :math:`arlpha_s = \max_{r < s} lpha_r` (the largest
+    earlier step dominates, as step 1 does at ``s = 2``). Expanding :math:`\sigma'` in that shift, its order-``k``
+    term has left vector :math:`\hat a_k \propto a^{\circ(k+1)}` and strength
+    :math:`	heta_k^{(s)} symp N^{lpha_s - k(1/2 - arlpha_s)}`; terms of one order from different steps share
+    :math:`\hat a_k` and merge. So order ``k >= 1`` is an outlier after step ``t`` iff some step gave it a positive
+    exponent:
+
+    .. math:: n_{out}(t) = 1 + \max_{2 \le s \le t} \Bigl\lfloor rac{lpha_s}{1/2 - arlpha_s} \Bigr
+floor,
+              \qquad 	ext{deflated: } n_{out}(t) - 1 .
+
+    At ``t = 2`` this is the theorem (:func:`predicted_outlier_count`). The same caveats apply (integer ratios,
+    :math:`\mu_{k+1} = 0`, Rademacher or constant ``a``); every ``α`` must lie in ``[0, 1/2)``.
+
+    Example:
+        >>> p = extended_outlier_count([0.3, 0.35, 0.25])  # 0.35 / 0.2 -> 1; then 0.25 / 0.15 -> 1
+        >>> p.total, p.deflated, p.extension
+        (2, 1, True)
+        >>> extended_outlier_count([0.3, 0.45, 0.2]).total  # after N^0.45 the shift is ~N^-0.05: 0.2 / 0.05 -> 4
+        5
+        >>> extended_outlier_count([0.3, 0.2, 0.45]).total  # step 3 after steps of sizes N^0.3, N^0.2: 0.45 / 0.2
+        3
+    """
+    alphas = _check_alphas(alphas)
+    if len(alphas) <= 2:
+        return predicted_outlier_count(alphas, a_kind=a_kind, activation_coefficients=activation_coefficients)
+    notes = [EXTENSION_NOTE]
+    bad = [i + 1 for i, x in enumerate(alphas) if not 0.0 <= x < 0.5]
+    if bad:
+        notes.append(f"alpha_{bad} = {[alphas[i - 1] for i in bad]} not in [0, 1/2): the extension has no count")
+        return OutlierPrediction(None, None, (), False, False, "; ".join(notes), True)
+    best, borderline = 0, False
+    for s in range(1, len(alphas)):  # 0-based: step s + 1 >= 2
+        ratio = alphas[s] / (0.5 - max(alphas[:s]))
+        n = max(math.floor(ratio + _INTEGER_TOL), 0)
+        if n > best or (n == best and n >= 1 and abs(ratio - round(ratio)) < _INTEGER_TOL):
+            best, borderline = n, n >= 1 and abs(ratio - round(ratio)) < _INTEGER_TOL
+    mu = None if activation_coefficients is None else [float(m) for m in activation_coefficients]
+    gaps = [k for k in range(best + 1) if mu is not None and k + 1 < len(mu) and abs(mu[k + 1]) < 1e-12]
+    if gaps:
+        notes.append(f"mu_(k+1) = 0 for counted orders k = {gaps}")
+    if borderline:
+        notes.append(f"integer ratio: the order-{best} term is Theta(1), an outlier only above BBP")
+    total, deflated = 1 + best, best
+    if a_kind == "rademacher":
+        total, deflated = min(total, 2), min(deflated, 1)
+    elif a_kind == "constant":
+        total, deflated = 1, 0
+    return OutlierPrediction(total, deflated, tuple(range(1, best + 1)), borderline, False, "; ".join(notes), True)
 
 
 def learnable_directions(
