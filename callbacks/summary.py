@@ -65,6 +65,14 @@ def _count(record: Mapping[str, Any]) -> str:
     return text
 
 
+def _asymptotic(record: Mapping[str, Any]) -> str:
+    """The asymptotic count; past two steps marked ``ext`` (the stated extension, a conjecture, not the theorem)."""
+    text = _fmt(record.get("predicted_outliers"))
+    if text != _DASH and "extension of the two-step law" in str(record.get("theory_note") or ""):
+        text += " ext"
+    return text
+
+
 def summary_table(
     records: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]],
     *,
@@ -76,7 +84,8 @@ def summary_table(
     """The result table of one run (a list of records) or of several (``{label: records}``) as a ``rich`` Table.
 
     Columns: ``step``, ``η_t``, ``outliers tot/defl`` (measured total / after deflating the first-step direction,
-    with the marginal count), ``predicted asym/finite-N`` (``1 + ⌊α₂/(½ − α₁)⌋`` / the finite-N BGN count), the top
+    with the marginal count), ``predicted asym/finite-N`` (``1 + ⌊α₂/(½ − α₁)⌋``, past two steps its stated
+    extension marked ``ext`` / the finite-N BGN count, ``–`` where withheld), the top
     ``top_k`` singular values and the energy of each target direction captured by the outlier subspace with its
     random baseline ``n_out/d``. A ``param`` column appears when the records watch several weights, and a ``group``
     column (e.g. ``"batches"``) when ``records`` is a mapping.
@@ -150,7 +159,7 @@ def summary_cells(
                 _fmt(r.get("step")),
                 _fmt(r.get("eta")),
                 _count(r),
-                f"{_fmt(r.get('predicted_outliers'))} / {_fmt(r.get('predicted_outliers_finite_n'))}",
+                f"{_asymptotic(r)} / {_fmt(r.get('predicted_outliers_finite_n'))}",
                 " ".join(f"{v:.2f}" for v in (r.get("singular_values") or [])[:top_k]) or _DASH,
                 captured or _DASH,
             ]
