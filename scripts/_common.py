@@ -9,6 +9,7 @@ engine :mod:`spikelearn.functional`); predictions come from :mod:`spikelearn.fun
 from __future__ import annotations
 
 import argparse
+import math
 import logging
 import os
 import time
@@ -267,3 +268,21 @@ def finish_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 80) -> Path
     except Exception:  # noqa: BLE001 - a Figure made without pyplot has nothing to close
         pass
     return path
+
+
+def log_slope(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares slope of log y on log x and its standard error (``nan`` when undetermined)."""
+    import numpy as np
+
+    x = np.log([p[0] for p in points])
+    y = np.log([max(p[1], 1e-300) for p in points])
+    if len(set(x.tolist())) < 2:
+        return math.nan, math.nan
+    A = np.stack([x, np.ones_like(x)], axis=1)
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    dof = len(x) - 2
+    if dof <= 0:
+        return float(coef[0]), math.nan
+    resid = y - A @ coef
+    stderr = math.sqrt(float(resid @ resid) / dof / float(((x - x.mean()) ** 2).sum()))
+    return float(coef[0]), stderr

@@ -37,6 +37,7 @@ from _common import (  # noqa: E402
     RunConfig,
     base_parser,
     finish_figure,
+    log_slope,
     progress,
     read_csv,
     run,
@@ -117,24 +118,6 @@ def _read_runs(path: Path) -> list[dict]:
                     floats=("alpha1", "alpha2", "strength", "noise_floor", "alignment_beta0", "predicted_exponent"))
 
 
-def _slope(points: list[tuple[float, float]]) -> tuple[float, float]:
-    """Least-squares slope of log y on log x and its standard error (``nan`` when undetermined)."""
-    import numpy as np
-
-    x = np.log([p[0] for p in points])
-    y = np.log([max(p[1], 1e-300) for p in points])
-    if len(set(x.tolist())) < 2:
-        return math.nan, math.nan
-    A = np.stack([x, np.ones_like(x)], axis=1)
-    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
-    dof = len(x) - 2
-    if dof <= 0:
-        return float(coef[0]), math.nan
-    resid = y - A @ coef
-    stderr = math.sqrt(float(resid @ resid) / dof / float(((x - x.mean()) ** 2).sum()))
-    return float(coef[0]), stderr
-
-
 def _fits(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
@@ -142,9 +125,9 @@ def _fits(rows: list[dict]) -> list[dict]:
     fits = []
     for (a1, a2, batches, k), mine in groups.items():
         widths = sorted({r["N"] for r in mine})
-        slope, stderr = _slope([(r["N"], r["strength"]) for r in mine])
+        slope, stderr = log_slope([(r["N"], r["strength"]) for r in mine])
         large = [r for r in mine if r["N"] in widths[-3:]]
-        slope_large = _slope([(r["N"], r["strength"]) for r in large])[0] if len(widths) >= 4 else math.nan
+        slope_large = log_slope([(r["N"], r["strength"]) for r in large])[0] if len(widths) >= 4 else math.nan
         top = [r for r in mine if r["N"] == widths[-1]]
         ratio = statistics.fmean(r["strength"] for r in top) / statistics.fmean(r["noise_floor"] for r in top)
         fits.append({

@@ -193,3 +193,16 @@ def test_validate_counts_compares_every_step_with_the_float64_rule():
     for rows in result.values():
         assert [r["step"] for r in rows] == list(range(len(rows)))
         assert all(isinstance(r["reference"], int) and r["matvecs"] > 0 for r in rows)
+
+
+def test_step_exponents_agree_with_order_exponents_at_step_2(tmp_path):
+    """The same runs (widths, seeds, first two steps) give the same step-2 exponents in both scripts; later steps
+    are fitted beside the stated extension alpha_t - k(1/2 - max_{s<t} alpha_s)."""
+    order = _load("order_exponents").main([*QUICK, "--batches", "independent", "--out", str(tmp_path / "order")])
+    step = _load("step_exponents").main([*QUICK, "--batches", "independent", "--out", str(tmp_path / "step")])
+    at_two = {f["k"]: f["fitted_exponent"] for f in step if f["step"] == 2 and f["kind"] == "order"}
+    assert at_two == pytest.approx({f["k"]: f["fitted_exponent"] for f in order}, rel=1e-9)
+    at_three = [f for f in step if f["step"] == 3 and f["kind"] == "order"]
+    assert [f["extension_exponent"] for f in at_three] == pytest.approx([0.25 - k * (0.5 - 0.45) for k in range(5)])
+    assert set(_load("step_exponents").FIT_COLUMNS) <= set(_columns(tmp_path / "step" / "step_exponents.csv"))
+    _check_png(tmp_path / "step" / "step_exponents.png")
