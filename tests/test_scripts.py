@@ -218,3 +218,9 @@ def test_bench_spectral_prints_quiet_and_loaded_side_by_side(capsys):
     assert row["loaded"]["steps"][0]["reference"] is None  # the float64 check runs once, in the quiet pass
     out = capsys.readouterr().out
     assert "beside 1 CPU-bound competitors" in out and "load average after the quiet pass" in out
+
+
+def test_bench_threads_times_every_step_on_every_thread_count():
+    rows = _load("bench_threads").main(["--size", "32", "--rounds", "1", "--threads", "1", "2"])
+    assert set(rows) == {1, 2}
+    assert all([r["step"] for r in rows[n]] == [0, 1, 2, 3, 4] for n in rows)
