@@ -56,7 +56,7 @@ from ._common import (
     two_layer,
 )
 from ._io import append_record, read_records, rewrite_records
-from spikelearn.functional._measure import NonFiniteError
+from spikelearn.functional._measure import NonFiniteError, bounded_threads
 from spikelearn.functional.activations import activation_coefficients
 from spikelearn.functional.density import SpectralDensity, singular_value_density
 from spikelearn.functional.engine import Analysis, SpectralTracker
@@ -153,7 +153,8 @@ class SpectrumMonitor(Callback):
             (``spikelearn report RUN_DIR`` draws the whole film from the record afterwards); ``true``: step 0, the
             decades and the last step.
         engine: how the engine measures (:class:`~spikelearn.functional.inputs.EngineConfig`: ``k``, ``max_order``,
-            ``quantile``, ``outlier_rule`` by name, ``tol``, ``max_iters``, ``block_size``, ``seed``).
+            ``quantile``, ``outlier_rule`` by name, ``tol``, ``max_iters``, ``block_size``, ``seed``, ``threads``: the
+            CPU threads of the analysis and of the histogram's density estimate, training's own count untouched).
         log_top_k: how many top values / outliers get their own scalar tag.
         histogram_bins_per_edge: histogram bin width is ``(1 + √c) / histogram_bins_per_edge`` (linear bins of
             fixed width, aligned at 0, so steps are comparable).
@@ -334,7 +335,10 @@ class SpectrumMonitor(Callback):
         )
         histogram_due = self.histograms is not None and self.histograms.due(step, self._max_steps) and self._tensorboard
         figure_due = self.figures is not None and self.figures.due(step, self._max_steps)
-        spectrum = self._spectrum(W, analysis) if (histogram_due or figure_due) else None
+        spectrum = None
+        if histogram_due or figure_due:
+            with bounded_threads(self.engine.threads, W.device):  # the density estimate: small calls, as the engine's
+                spectrum = self._spectrum(W, analysis)
         figure_values = None
         if figure_due:
             values = spectrum.representative_values() if isinstance(spectrum, SpectralDensity) else spectrum

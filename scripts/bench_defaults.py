@@ -18,13 +18,19 @@ on a busy machine: process CPU time on one thread is what stays comparable when 
 
 ``--previous-defaults`` measures the cadences the monitor had before issue 10: every step analysed and
 histogrammed, figures at steps 0-3 and every 10.
+
+``--load K`` (issue 20) fits each workload twice in the same run, quiet and then beside ``K`` bounded CPU-bound
+competitor processes (``scripts/_competitors.py``), and prints the two side by side: the bare fit's and the
+monitored fit's wall time and the monitor's ratio to the bare fit. ``--engine-threads`` sets the monitor's
+``EngineConfig.threads`` (``0``: no bound).
+
+    python scripts/bench_defaults.py --size 2048 --steps 12 --only two-layer --load 2
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import statistics
 import tempfile
 import time
@@ -34,10 +40,12 @@ from typing import Any
 
 import lightning as L
 import torch
+from _competitors import competing_load, load_average
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from spikelearn.callbacks import Cadence, SpectrumMonitor
 from spikelearn.data import GaussianDataModule
+from spikelearn.functional.inputs import EngineConfig
 from spikelearn.module import TwoLayerModule
 
 __all__ = ["DigitsLikeMLP", "PREVIOUS_DEFAULTS", "main", "run_overhead"]
@@ -141,14 +149,44 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--only", choices=["two-layer", "mlp"], default=None)
     parser.add_argument("--previous-defaults", action="store_true", help="the monitor's cadences before issue 10")
+    parser.add_argument("--load", type=int, default=0, metavar="K",
+                        help="also fit beside K CPU-bound competitor processes; quiet and loaded side by side")
+    parser.add_argument("--engine-threads", type=int, default=EngineConfig.threads,
+                        help=f"the monitor's EngineConfig.threads (0: no bound; default {EngineConfig.threads})")
     args = parser.parse_args(argv)
-    options = PREVIOUS_DEFAULTS if args.previous_defaults else {}
+    options: dict[str, Any] = dict(PREVIOUS_DEFAULTS) if args.previous_defaults else {}
+    if args.engine_threads != EngineConfig.threads:
+        options["engine"] = EngineConfig(threads=args.engine_threads or None)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     for level in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(level).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
-    print(f"{'previous' if args.previous_defaults else 'current'} defaults; torch threads {torch.get_num_threads()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'previous' if args.previous_defaults else 'current'} defaults; torch threads {torch.get_num_threads()}, "
+          f"engine threads {args.engine_threads or None}, load average {load_average()}")
+    if not args.load:
+        results = _workloads(args, options)
+        print(f"load average after: {load_average()}")
+        return results
+    print("quiet:")
+    quiet = _workloads(args, options)
+    load_quiet = load_average()
+    print(f"beside {args.load} CPU-bound competitors:")
+    with competing_load(args.load):
+        loaded = _workloads(args, options)
+        load_loaded = load_average()
+    print(f"{'workload':>10} {'bare s quiet':>12} {'loaded':>7} {'monitored s quiet':>17} {'loaded':>7} "
+          f"{'ratio quiet':>11} {'loaded':>7}")
+    for name in quiet:
+        q, lo = quiet[name], loaded[name]
+        print(f"{name:>10} {q['wall_s_without']:>12.2f} {lo['wall_s_without']:>7.2f} {q['wall_s_with']:>17.2f} "
+              f"{lo['wall_s_with']:>7.2f} {1 + q['overhead_wall']:>10.2f}x {1 + lo['overhead_wall']:>6.2f}x")
+    print(f"load average after the quiet fits {load_quiet}, after the loaded fits {load_loaded} (wall times: the "
+          "ratio is what a user waits for)")
+    return {**quiet, **{f"{name} loaded": row for name, row in loaded.items()}}
+
+
+def _workloads(args: argparse.Namespace, options: dict[str, Any]) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     size = args.size
     if args.only in (None, "two-layer"):
@@ -162,7 +200,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
             "mlp 64-256-10", args.mlp_steps, lambda: (DigitsLikeMLP(), None),
             lambda path: SpectrumMonitor(params=["net.0.weight", "net.2.weight"], dirpath=path, **options),
             repeats=3 * args.repeats)
-    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return results
 
 

@@ -33,7 +33,7 @@ os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 import lightning as L  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
-from spikelearn.callbacks import RECORD_FILENAME, Cadence, SpectrumMonitor, summary_table  # noqa: E402
+from spikelearn.callbacks import RECORD_FILENAME, Cadence, RunSummary, SpectrumMonitor, summary_table  # noqa: E402
 from spikelearn.callbacks.summary import print_table  # noqa: E402
 from spikelearn.data import BATCH_MODES, GaussianDataModule  # noqa: E402
 from spikelearn.functional.theory import predicted_outlier_count  # noqa: E402
@@ -124,10 +124,13 @@ def _run(args: argparse.Namespace, batches: str, out_dir: Path, progress: Any, t
     data = GaussianDataModule(input_dim=d, batch_size=n, batches=batches, target=args.target, seed=args.seed)
     monitor = SpectrumMonitor(figures=Cadence(first_k=args.steps, every_n_steps=max(args.steps, 1)))
     timer = _Timer(progress, task)
-    logger = TensorBoardLogger(out_dir, name=batches, version="")
+    # TensorBoard as `spikelearn fit` lays it out: the custom-scalars layout and the real HPARAMS metrics of
+    # RunSummary (which prints nothing here: the demo prints its own table), no placeholder hp_metric
+    logger = TensorBoardLogger(out_dir, name=batches, version="", default_hp_metric=False)
     trainer = L.Trainer(
         max_steps=args.steps, max_epochs=-1, accelerator="cpu", devices=1, logger=logger,
-        callbacks=[timer, monitor, _AfterMonitor(timer)], enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[timer, monitor, _AfterMonitor(timer), RunSummary(print_table=False)], enable_progress_bar=False,
+        enable_model_summary=False,
         enable_checkpointing=False, num_sanity_val_steps=0, log_every_n_steps=1, use_distributed_sampler=False,
     )
     trainer.fit(module, data)

@@ -47,3 +47,32 @@ def test_demo_rejects_mismatched_schedules():
         sys.path.remove(str(REPO / "scripts"))
     with pytest.raises(SystemExit):
         demo.parse_args(["--step-c", "1", "2", "--step-alpha", "0.3"])
+
+
+def test_demo_tensorboard_has_the_layout_and_the_real_hparams_metrics(tmp_path):
+    """The demo's TensorBoard looks like a `spikelearn fit` run's (issue 20): a CUSTOM SCALARS layout, HPARAMS with
+    the final counts as metrics, and no placeholder `hp_metric`; read back with TensorBoard's own EventAccumulator."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import demo
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    demo.main(["--size", "32", "--batches", "reused", "--out-dir", str(tmp_path), "--no-progress"])
+    events = EventAccumulator(str(tmp_path / "reused"), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert "hp_metric" not in scalars
+    assert {"final/W/outliers", "final/W/predicted_outliers", "final/W/outliers_deflated"} <= scalars
+    (layout_event,) = events.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(layout_event.tensor_proto.string_val[0])
+    charts = {chart.title for category in layout.category for chart in category.chart}
+    assert "outlier count: measured vs predicted" in charts
+    hparams = events.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/experiment"]).experiment
+    metrics = {m.name.tag for m in experiment.metric_infos}
+    assert "final/W/outliers" in metrics and "hp_metric" not in metrics
+    assert {"model.width", "model.seed", "data.seed", "data.batches"} <= {h.name for h in experiment.hparam_infos}

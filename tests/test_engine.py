@@ -379,11 +379,56 @@ def test_bad_input(W, theory, state, match):
 @pytest.mark.parametrize(
     "kwargs, match",
     [(dict(k=0), "`k`"), (dict(max_order=-1), "`max_order`"), (dict(quantile=0.1), "`quantile`"),
-     (dict(tol=0.0), "`tol`"), (dict(outlier_rule="nosuch"), "edge_scan"), (dict(block_size=True), "`block_size`")],
+     (dict(tol=0.0), "`tol`"), (dict(outlier_rule="nosuch"), "edge_scan"), (dict(block_size=True), "`block_size`"),
+     (dict(threads=0), "`threads`"), (dict(threads=1.5), "`threads`"), (dict(threads=True), "`threads`")],
 )
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         EngineConfig(**kwargs)
+
+
+@pytest.fixture
+def _two_threads():
+    """The caller (training) on two intra-op threads, whatever the suite's one-thread setting; restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_engine_bounds_its_threads_and_restores_the_callers(_two_threads, monkeypatch):
+    """``EngineConfig.threads`` holds inside the analysis and ``reference_products``; the caller's count comes back
+    after them (issue 20); ``None`` leaves the caller's count in place."""
+    seen = []
+    frobenius_sq = engine.frobenius_sq
+    monkeypatch.setattr(engine, "frobenius_sq", lambda W: seen.append(torch.get_num_threads()) or frobenius_sq(W))
+    W, a = _noise(60, 40, 0), torch.randn(60, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    analyze(W, config=EngineConfig(k=4))
+    analyze(W, config=EngineConfig(k=4, threads=None))
+    assert seen == [1, 2] and torch.get_num_threads() == 2
+    reference_products(W, a, 2, threads=1)
+    assert torch.get_num_threads() == 2
+    assert EngineConfig().threads == 1
+
+
+def test_engine_restores_the_callers_threads_on_an_error(_two_threads, monkeypatch):
+    def fail(*args, **kwargs):
+        assert torch.get_num_threads() == 1
+        raise RuntimeError("stage failed")
+
+    monkeypatch.setattr(engine, "top_spectrum", fail)
+    with pytest.raises(RuntimeError, match="stage failed"):
+        analyze(_noise(30, 20, 0), config=EngineConfig(k=4))
+    assert torch.get_num_threads() == 2
+
+
+def test_thread_bound_never_raises_the_callers_count():
+    """A caller already on fewer threads than the bound keeps its count (the bound only lowers)."""
+    from spikelearn.functional._measure import bounded_threads
+
+    assert torch.get_num_threads() == 1  # the suite's setting (tests/conftest.py)
+    with bounded_threads(4, torch.device("cpu")):
+        assert torch.get_num_threads() == 1
 
 
 def test_k_is_capped_at_the_rank():

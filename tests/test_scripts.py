@@ -206,3 +206,34 @@ def test_step_exponents_agree_with_order_exponents_at_step_2(tmp_path):
     assert [f["extension_exponent"] for f in at_three] == pytest.approx([0.25 - k * (0.5 - 0.45) for k in range(5)])
     assert set(_load("step_exponents").FIT_COLUMNS) <= set(_columns(tmp_path / "step" / "step_exponents.csv"))
     _check_png(tmp_path / "step" / "step_exponents.png")
+
+
+def test_competitors_stop_by_themselves_and_when_the_block_exits():
+    """``--load K``'s competitors (issue 20): busy processes that end at their own deadline, and are terminated when
+    the block exits, on an error too."""
+    competitors = _load("_competitors")
+    with competitors.competing_load(1, seconds=0.2) as procs:
+        assert procs[0].wait(timeout=30) == 0  # its own deadline
+    with pytest.raises(RuntimeError, match="benchmark failed"):
+        with competitors.competing_load(2, seconds=600) as procs:
+            assert all(p.poll() is None for p in procs)
+            raise RuntimeError("benchmark failed")
+    assert all(p.poll() is not None for p in procs)
+    with pytest.raises(ValueError, match="`k`"):
+        with competitors.competing_load(-1):
+            pass
+
+
+def test_bench_spectral_prints_quiet_and_loaded_side_by_side(capsys):
+    rows = _load("bench_spectral").main(["--sizes", "32", "--load", "1", "--repeats", "1"])
+    (row,) = rows
+    assert row["load"] == 1 and len(row["quiet"]["steps"]) == len(row["loaded"]["steps"]) == 5
+    assert row["loaded"]["steps"][0]["reference"] is None  # the float64 check runs once, in the quiet pass
+    out = capsys.readouterr().out
+    assert "beside 1 CPU-bound competitors" in out and "load average after the quiet pass" in out
+
+
+def test_bench_threads_times_every_step_on_every_thread_count():
+    rows = _load("bench_threads").main(["--size", "32", "--rounds", "1", "--threads", "1", "2"])
+    assert set(rows) == {1, 2}
+    assert all([r["step"] for r in rows[n]] == [0, 1, 2, 3, 4] for n in rows)

@@ -1,5 +1,5 @@
-"""What everything that measures a weight shares (spectral engine, density estimate): input checks, ``||W||_F^2``
-and TF32 off."""
+"""What everything that measures a weight shares (spectral engine, density estimate): input checks, ``||W||_F^2``,
+TF32 off and a bounded CPU thread count."""
 
 from __future__ import annotations
 
@@ -23,6 +23,29 @@ def tf32_off(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old
+
+
+@contextlib.contextmanager
+def bounded_threads(threads: int | None, device: torch.device) -> Iterator[None]:
+    """At most ``threads`` intra-op CPU threads inside the block, the caller's count restored on the way out (also
+    on an error); ``None``, a GPU, or a caller already at or below the bound: nothing changes.
+
+    The engine's work is many small calls (thin products, QR, ``eigh`` of ``(m, m)`` Grams) that each end in a
+    barrier of the intra-op pool: on a shared CPU every barrier waits for a descheduled thread, and the analysis
+    stalls while one large training GEMM does not (measured: BENCHMARKS.md). Training's own setting is untouched.
+    """
+    if threads is None or device.type != "cpu":
+        yield
+        return
+    old = torch.get_num_threads()
+    if old <= threads:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 class NonFiniteError(ValueError):

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from spikelearn.functional._measure import check_matrix, frobenius_sq, tf32_off
+from spikelearn.functional._measure import bounded_threads, check_matrix, frobenius_sq, tf32_off
 from spikelearn.functional.alignment import Alignment, outlier_alignment
 from spikelearn.functional.identity import OutlierIds, identity_from_state_dict, identity_state_dict, match_outliers
 from spikelearn.functional.inputs import EngineConfig, EngineState, TheoryInputs
@@ -121,6 +121,13 @@ def analyze(
     """
     theory, config, state = theory or TheoryInputs(), config or EngineConfig(), state or EngineState()
     _check_inputs(W, theory, config, state)
+    with bounded_threads(config.threads, W.device):
+        return _analyze(W, theory, config, state, step)
+
+
+def _analyze(
+    W: Tensor, theory: TheoryInputs, config: EngineConfig, state: EngineState, step: int
+) -> tuple[Analysis, EngineState]:
     fro_sq = frobenius_sq(W)
     a = theory.a
     with tf32_off(W.device), torch.no_grad():
@@ -176,11 +183,12 @@ def _next_state(state: EngineState, analysis: Analysis, step: int) -> EngineStat
     return state
 
 
-def reference_products(W: Tensor, a: Tensor, max_order: int) -> Tensor:
+def reference_products(W: Tensor, a: Tensor, max_order: int, threads: int | None = None) -> Tensor:
     """:math:`W^\\top Q_a`, ``(d, K+1)`` in ``W``'s dtype: what the engine keeps of a snapshot it does not analyse
-    (``W_{t-1}`` before an analysed step ``t``), instead of a copy of ``W``."""
+    (``W_{t-1}`` before an analysed step ``t``), instead of a copy of ``W``; ``threads`` bounds the CPU threads as
+    :attr:`EngineConfig.threads <spikelearn.functional.inputs.EngineConfig>` does."""
     check_matrix(W)
-    with torch.no_grad():
+    with torch.no_grad(), bounded_threads(threads, W.device):
         Qa = hadamard_power_basis(a.to(W.device), max_order)[1].to(W.dtype)
         return rmm(W, Qa)
 
@@ -223,7 +231,7 @@ class SpectralTracker:
 
     def remember(self, W: Tensor, step: int, a: Tensor) -> None:
         """Keep :math:`W_t^\\top Q_a` of an unanalysed step ``t`` (for the order-k fit of step ``t + 1``)."""
-        products = reference_products(W, a, self.config.max_order)
+        products = reference_products(W, a, self.config.max_order, self.config.threads)
         self.state = self.state._replace(products=products, products_step=step)
         if step == 0 and self.state.W0_products is None:
             self.state = self.state._replace(W0_products=products)

@@ -40,6 +40,8 @@ class EngineConfig:
         max_iters: Krylov iteration cap (``converged`` is false when it is hit).
         block_size: random columns added to a warm start.
         seed: seed of the random start columns.
+        threads: at most this many intra-op CPU threads while the engine measures (set and restored around each
+            analysis; training keeps its own); ``None``: the caller's count. Ignored on a GPU.
 
     Example:
         >>> EngineConfig(k=8).rule.name
@@ -58,6 +60,7 @@ class EngineConfig:
     max_iters: int = 200
     block_size: int = 8
     seed: int = 0
+    threads: int | None = 1
 
     def __post_init__(self) -> None:
         _int_at_least("k", self.k, 1)
@@ -65,6 +68,8 @@ class EngineConfig:
         _int_at_least("max_iters", self.max_iters, 1)
         _int_at_least("block_size", self.block_size, 1)
         _int_at_least("seed", self.seed, 0)
+        if self.threads is not None:
+            _int_at_least("threads", self.threads, 1)
         if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not self.tol > 0:
             raise ValueError(f"`tol` must be a positive number, got {self.tol!r}.")
         object.__setattr__(self, "_rule", outlier_rule(self.outlier_rule, self.quantile))  # checks both
