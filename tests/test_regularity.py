@@ -255,3 +255,20 @@ def test_alpha_and_the_flag_reach_tensorboard_tags_and_the_report(tmp_path):
     page = build_report(tmp_path).read_text()
     assert "Tail exponent and edge regularity" in page and "heavy-tailed bulk" in page
     assert f"tail α {heavy['tail_alpha']:.2f}" in page
+
+
+def test_degenerate_and_zero_weights_say_so():
+    # no bulk, no regularity question: count_status "degenerate", edge_regular null, alpha nan (null) for zeros
+    zero = analyze(torch.zeros(128, 96), config=EngineConfig(k=8))[0]
+    assert (zero.regularity.status, zero.regularity.edge_regular, zero.outliers.count) == ("degenerate", None, 0)
+    rec = zero.record()
+    assert rec["count_status"] == "degenerate" and rec["edge_regular"] is None and rec["tail_alpha"] is None
+    ones = analyze(torch.ones(128, 64), config=EngineConfig(k=8))[0]
+    assert ones.regularity.status == "degenerate" and ones.outliers.count == 0
+
+
+def test_public_names():
+    import spikelearn.functional as F
+
+    assert {"edge_regularity", "Regularity", "tail_alpha", "counted_outliers"} <= set(F.__all__)
+    assert len(F.__all__) == len(set(F.__all__))
