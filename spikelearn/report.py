@@ -172,6 +172,8 @@ _RECORD_TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
     "captured_energy": ("a list of numbers", (list, type(None))),
     "order_strengths": ("a list of numbers", (list, type(None))),
     "outlier_status": ("a list of strings", (list, type(None))),
+    "outlier_candidates": ("an integer or null", (int, type(None))),
+    "edge_regular": ("a boolean or null", (bool, type(None))),
 }
 """The record fields whose type the page relies on (numbers it reads are tolerated: a non-number is not drawn)."""
 
@@ -196,7 +198,7 @@ def _checked_records(path: Path, records: Sequence[Mapping[str, Any]]) -> list[d
     for number, record in enumerate(records, start=1):
         for key, (expected, types) in _RECORD_TYPES.items():
             value = record.get(key)
-            if key in record and (isinstance(value, bool) or not isinstance(value, types)):
+            if key in record and ((isinstance(value, bool) and bool not in types) or not isinstance(value, types)):
                 raise ValueError(f"{path}: record {number} has `{key}` = {_bounded(repr(value), 60)}, expected {expected}.")
         for key in ("singular_values", "captured_energy", "order_strengths"):
             values = record.get(key) or []
@@ -414,6 +416,25 @@ def _edges_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes:
     return _png(fig)
 
 
+def _tail_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes | None:
+    """``tail_alpha`` over steps, the steps whose edge is not regular (``edge_regular`` false) marked."""
+    steps, alpha = _series(records, "tail_alpha")
+    if not steps:
+        return None
+    fig, ax = _figure()
+    ax.plot(steps, alpha, "o-", color="tab:blue", label="tail α (Hill, weightwatcher's eigenvalue convention)")
+    heavy = [(int(r.get("step", 0)), _number(r.get("tail_alpha"))) for r in records if r.get("edge_regular") is False]
+    heavy = [(t, a) for t, a in heavy if not math.isnan(a)]
+    if heavy:
+        ax.scatter(*zip(*heavy), s=140, facecolors="none", edgecolors="tab:red", linewidths=1.8, zorder=4,
+                   label="edge not regular: heavy-tailed (localised candidates not counted)")
+    ax.set_xlabel("step t")
+    ax.set_ylabel("α")
+    ax.set_title(f"{param}: tail exponent of the top of the spectrum and edge regularity", fontsize=10)
+    _legend(ax)
+    return _png(fig)
+
+
 def _alignment_plot(records: Sequence[Mapping[str, Any]], param: str) -> bytes | None:
     directions = max((len(r.get("captured_energy") or []) for r in records), default=0)
     if directions == 0:
@@ -567,6 +588,20 @@ def _film(frames: Sequence[Frame], param: str) -> str:
     )
 
 
+def _tail_fact(record: Mapping[str, Any]) -> str:
+    """``; tail α 2.31, edge regular`` (or heavy-tailed with the dropped candidates); empty for older records."""
+    alpha, regular = _number(record.get("tail_alpha")), record.get("edge_regular")
+    text = "" if math.isnan(alpha) else f"; tail α {alpha:.2f}"
+    if regular is True:
+        text += ", edge regular"
+    elif regular is False:
+        candidates = record.get("outlier_candidates")
+        dropped = candidates - record["outliers"] if isinstance(candidates, int) and isinstance(
+            record.get("outliers"), int) else None
+        text += ", <b>heavy-tailed bulk</b>" + (f" ({dropped} localised candidate(s) not counted)" if dropped else "")
+    return text
+
+
 def build_report(
     run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, records_file: str = "spectra.jsonl"
 ) -> Path:
@@ -617,6 +652,7 @@ def build_report(
             f"<b>{shown(r.get('outliers'))}</b> outlier(s) measured, finite-N prediction "
             f"{shown(r.get('predicted_outliers_finite_n'))}, asymptotic {shown(r.get('predicted_outliers'))}"
             + (f", {r['outliers_marginal']} marginal" if isinstance(r.get("outliers_marginal"), int) and r["outliers_marginal"] else "")
+            + _tail_fact(r)
             + "."
         )
     parts.append(f'<p id="facts">{"<br>".join(facts)}</p>')
@@ -641,6 +677,10 @@ def build_report(
         parts.append(f"<h2>Outlier count against the predictions{suffix}</h2>"
                      + _img(_counts_plot(rows_p, p), f"{p}: counts over steps"))
         parts.append(f"<h2>Bulk edges and cut{suffix}</h2>" + _img(_edges_plot(rows_p, p), f"{p}: edges over steps"))
+        tail = _tail_plot(rows_p, p)
+        if tail is not None:
+            parts.append(f"<h2>Tail exponent and edge regularity{suffix}</h2>"
+                         + _img(tail, f"{p}: tail alpha over steps"))
         alignment = _alignment_plot(rows_p, p)
         if alignment is not None:
             parts.append(f"<h2>Alignment with the target directions{suffix}</h2>"

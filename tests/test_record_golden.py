@@ -2,8 +2,9 @@
 
 ``tests/data/golden/`` was written by ``tests/golden_records.py`` with that engine (one 19-keyword function). The
 same runs today must give every key and number of then (``analysis_seconds`` aside: it is a timing) plus the keys
-added since (``schema``, ``edge_error``), and the same scalar tags plus the added fields' tags (the demo's also trade
-Lightning's placeholder ``hp_metric`` for RunSummary's ``final/`` HPARAMS metrics, issue 20). Numbers are compared
+added since (``schema``, ``edge_error``, the regularity stage's keys, …), and the same scalar tags plus the added
+fields' tags (the demo's also trade Lightning's placeholder ``hp_metric`` for RunSummary's ``final/`` HPARAMS metrics,
+issue 20). Numbers are compared
 exactly: the runs are deterministic on one machine (the resume tests rely on the same bit-exactness), and the
 redesign moved code without changing one floating-point operation.
 """
@@ -19,8 +20,10 @@ import golden_records
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 ADDED_KEYS = {"schema", "edge_error", "outlier_ids", "outlier_births", "ended_outliers",  # added since the golden files
-              "comparator_coverage"}
-ADDED_TAGS = {"edge_error", "comparator_coverage"}
+              "comparator_coverage",
+              "outlier_candidates", "count_status", "edge_regular", "tail_alpha", "tail_k", "edge_residual",
+              "outlier_localisation"}  # issue 19's regularity stage
+ADDED_TAGS = {"edge_error", "comparator_coverage", "edge_regular", "tail_alpha", "edge_residual"}
 # the finite-N comparator may now be withheld (null, with its reason in theory_note) where it no longer applies
 WITHHELD = ("predicted_outliers_finite_n", "predicted_locations", "outlier_predicted_locations", "theory_note")
 # past two steps the asymptotic fields hold the stated step-t extension (they were null), said so in theory_note

@@ -237,3 +237,14 @@ def test_bench_threads_times_every_step_on_every_thread_count():
     rows = _load("bench_threads").main(["--size", "32", "--rounds", "1", "--threads", "1", "2"])
     assert set(rows) == {1, 2}
     assert all([r["step"] for r in rows[n]] == [0, 1, 2, 3, 4] for n in rows)
+
+
+def test_compare_alpha_smoke():
+    # issue 19's comparison script on barely trained layers, spikelearn's columns only (weightwatcher is optional and
+    # the script itself calls it only when installed); the table has the six layers of the issue
+    pytest.importorskip("sklearn")
+    compare_alpha = _load("compare_alpha")
+    rows = compare_alpha.compare(compare_alpha.trained_layers(mlp_steps=3, transformer_steps=3), with_weightwatcher=False)
+    assert [r["layer"].split()[0] for r in rows] == ["MLP"] * 3 + ["Transformer"] * 3
+    assert all(r["status"] in ("regular", "heavy_tailed") and r["alpha"] > 1.0 for r in rows)
+    assert compare_alpha.table(rows).count("\n") == 7

@@ -6,8 +6,8 @@ directions, IE and p*), ``model`` (network, gradient, step, readout), ``schedule
 ``rmt`` (Marchenko–Pastur, BBP, Benaych-Georges–Nadakuditi, Tracy–Widom), ``theory`` (predicted outlier
 counts, learnable directions), and the spectral engine: ``krylov`` (the one block Krylov loop), ``spectral`` (top-k
 singular triplets, full spectrum), ``outliers`` (edge fit and outlier rules), ``inputs`` (engine config, state and
-theory inputs), ``spectrum`` / ``two_layer`` / ``alignment`` (the engine's stages), ``identity`` (spike ids across steps), ``engine`` (the composer and
-the tracker) and ``record`` (the record's keys and tags).
+theory inputs), ``spectrum`` / ``regularity`` / ``two_layer`` / ``alignment`` (the engine's stages), ``identity``
+(spike ids across steps), ``engine`` (the composer and the tracker) and ``record`` (the record's keys and tags).
 """
 
 from spikelearn.functional import activations as _activations
@@ -21,6 +21,7 @@ from spikelearn.functional import krylov as _krylov
 from spikelearn.functional import model as _model
 from spikelearn.functional import outliers as _outliers
 from spikelearn.functional import record as _record
+from spikelearn.functional import regularity as _regularity
 from spikelearn.functional import rmt as _rmt
 from spikelearn.functional import schedule as _schedule
 from spikelearn.functional import spectral as _spectral
@@ -39,6 +40,7 @@ from spikelearn.functional.krylov import *  # noqa: F403
 from spikelearn.functional.model import *  # noqa: F403
 from spikelearn.functional.outliers import *  # noqa: F403
 from spikelearn.functional.record import *  # noqa: F403
+from spikelearn.functional.regularity import *  # noqa: F403
 from spikelearn.functional.rmt import *  # noqa: F403
 from spikelearn.functional.schedule import *  # noqa: F403
 from spikelearn.functional.spectral import *  # noqa: F403
@@ -59,6 +61,7 @@ __all__ = [
     *_model.__all__,
     *_outliers.__all__,
     *_record.__all__,
+    *_regularity.__all__,
     *_rmt.__all__,
     *_schedule.__all__,
     *_spectral.__all__,

@@ -4,6 +4,9 @@ r"""The spectral engine (SPEC §4): a snapshot ``W_t`` in, its :class:`Analysis`
 
 1. spectrum and 2. outliers (:func:`~spikelearn.functional.spectrum.top_spectrum`): the top singular values,
    resolved as far as the outlier rule (:mod:`~spikelearn.functional.outliers`) needs, and its outliers;
+2b. regularity (:func:`~spikelearn.functional.regularity.edge_regularity`): whether the top of the bulk is a regular
+   soft edge, the tail exponent ``alpha``, the candidates' localisation; on a heavy-tailed edge the localised
+   candidates are not counted (:func:`~spikelearn.functional.regularity.counted_outliers`);
 3. two-layer theory (:func:`~spikelearn.functional.two_layer.two_layer_theory`, with ``a``): deflated count, left
    alignments, order-k fit, finite-N count; and the asymptotic prediction (with ``alphas``);
 4. alignment (:func:`~spikelearn.functional.alignment.outlier_alignment`, with ``B``).
@@ -28,8 +31,9 @@ from spikelearn.functional.alignment import Alignment, outlier_alignment
 from spikelearn.functional.identity import OutlierIds, identity_from_state_dict, identity_state_dict, match_outliers
 from spikelearn.functional.inputs import EngineConfig, EngineState, TheoryInputs
 from spikelearn.functional.krylov import rmm
-from spikelearn.functional.outliers import Outliers, numerical_rank
+from spikelearn.functional.outliers import EDGE_WINDOW, Outliers, numerical_rank
 from spikelearn.functional.record import flatten
+from spikelearn.functional.regularity import Regularity, counted_outliers, edge_regularity
 from spikelearn.functional.spectrum import Spectrum, top_spectrum, zero_spectrum
 from spikelearn.functional.theory import A_KINDS, OutlierPrediction, hadamard_power_basis
 from spikelearn.functional.two_layer import References, TwoLayer, asymptotic_prediction, two_layer_theory
@@ -48,6 +52,8 @@ class Analysis(NamedTuple):
         alignment: stage 4 (:class:`~spikelearn.functional.alignment.Alignment`), ``None`` without ``B``.
         notes: what the stages say about the numbers' validity (the record's ``theory_note``).
         identities: the outliers' ids, matched to the previous analysis's (:mod:`~spikelearn.functional.identity`).
+        regularity: stage 2b (:class:`~spikelearn.functional.regularity.Regularity`): ``outliers`` are the counted
+            ones, ``regularity.candidates`` the rule's count before the localisation filter.
     """
 
     spectrum: Spectrum
@@ -57,6 +63,7 @@ class Analysis(NamedTuple):
     alignment: Alignment | None
     notes: tuple[str, ...]
     identities: OutlierIds
+    regularity: Regularity | None = None
 
     def record(self, **run: Any) -> dict[str, Any]:
         """The JSON record (plain types, ``nan`` as ``None``) with the run's own fields (``step``, ``param``, …)."""
@@ -137,6 +144,9 @@ def _analyze(
             spectrum, outliers = top_spectrum(W, config, state, fro_sq, extra_left)
         else:  # all zeros: nothing to resolve, no bulk, no outliers
             spectrum, outliers = zero_spectrum(W, config, extra_left)
+        regularity = edge_regularity(spectrum.values.tolist(), spectrum.left, spectrum.right, outliers,
+                                     int(getattr(config.rule, "window", 0)) or EDGE_WINDOW)
+        outliers = counted_outliers(outliers, regularity)
         two_layer = None
         if basis is not None:
             WtQ = spectrum.krylov.extra_products
@@ -153,10 +163,13 @@ def _analyze(
              None if two_layer is None else two_layer.note(outliers)]
     if outliers.method == "degenerate":
         notes.append(_degenerate_note(spectrum, outliers, config, W.shape))
+    if regularity.edge_regular is False:
+        notes.append(_heavy_tail_note(regularity, outliers))
     if outliers.marginal:
         notes.append(f"{outliers.marginal} outlier(s) within {_marginal_width(config)} Tracy-Widom units of the cut: "
                      "marginal")
-    analysis = Analysis(spectrum, outliers, two_layer, prediction, alignment, tuple(n for n in notes if n), identities)
+    analysis = Analysis(spectrum, outliers, two_layer, prediction, alignment, tuple(n for n in notes if n), identities,
+                        regularity)
     return analysis, _next_state(state, analysis, step)._replace(identities=identity_state)
 
 
@@ -169,13 +182,21 @@ def _degenerate_note(spectrum: Spectrum, outliers: Outliers, config: EngineConfi
             "counted as an outlier")
 
 
+def _heavy_tail_note(regularity: Regularity, outliers: Outliers) -> str:
+    dropped = regularity.candidates - outliers.count
+    return (f"heavy-tailed bulk (tail alpha {regularity.tail_alpha:.2f}; localised singular vectors at the top of the "
+            f"bulk): the edge is not a regular soft edge, {dropped} of {regularity.candidates} candidate(s) "
+            "not counted (localised or inside the heavy tail)")
+
+
 def _marginal_width(config: EngineConfig) -> str:
     return f"{getattr(config.rule, 'marginal_width', 2.0):g}"
 
 
 def _next_state(state: EngineState, analysis: Analysis, step: int) -> EngineState:
-    state = state._replace(warm=analysis.spectrum.krylov.warm_vectors, last_step=step,
-                           last_count=analysis.outliers.count)
+    # the rule's own count (before the localisation filter): what the next warm start's stopping rule reproduces
+    count = analysis.outliers.count if analysis.regularity is None else analysis.regularity.candidates
+    state = state._replace(warm=analysis.spectrum.krylov.warm_vectors, last_step=step, last_count=count)
     if analysis.two_layer is not None:
         state = state._replace(products=analysis.two_layer.a_products, products_step=step)
         if step == 0:

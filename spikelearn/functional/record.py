@@ -20,8 +20,10 @@ import torch
 
 __all__ = ["FIELDS", "SCHEMA", "Field", "charts", "final_scalars", "flatten", "number", "plain", "scalars"]
 
-SCHEMA = 2
-"""Version of the record's keys: 2 added ``schema`` itself (and ``edge_error``); 1 is a record without it."""
+SCHEMA = 3
+"""Version of the record's keys: 3 added the regularity stage's keys (``outlier_candidates``, ``count_status``,
+``edge_regular``, ``tail_alpha``, ``tail_k``, ``edge_residual``, ``outlier_localisation``); 2 added ``schema`` itself
+(and ``edge_error``); 1 is a record without it."""
 
 
 class Field(NamedTuple):
@@ -66,6 +68,10 @@ def _alignment(get: Callable[[Any], object]) -> Callable[[Any], object]:
     return lambda an: None if an.alignment is None else get(an.alignment)
 
 
+def _regularity(get: Callable[[Any], object]) -> Callable[[Any], object]:
+    return lambda an: None if getattr(an, "regularity", None) is None else get(an.regularity)
+
+
 def _order(get: Callable[[Any], object]) -> Callable[[Any], object]:
     return lambda an: None if an.two_layer is None or an.two_layer.order is None else get(an.two_layer.order)
 
@@ -73,6 +79,7 @@ def _order(get: Callable[[Any], object]) -> Callable[[Any], object]:
 _COUNT = "outlier count: measured vs predicted"
 _EDGES = "bulk edges and the outlier cut"
 _ENERGY = "captured energy vs random baseline"
+_TAIL = "tail exponent alpha (weightwatcher's convention) and edge regularity"
 
 FIELDS: tuple[Field, ...] = (
     Field("step", final="step"),
@@ -95,6 +102,13 @@ FIELDS: tuple[Field, ...] = (
     Field("outliers", lambda an: an.outliers.count, "outliers", chart=(_COUNT, 0), final="outliers"),
     Field("outliers_marginal", lambda an: an.outliers.marginal, "outliers_marginal", chart=(_COUNT, 0),
           final="outliers_marginal"),
+    Field("outlier_candidates", _regularity(lambda r: r.candidates)),
+    Field("count_status", _regularity(lambda r: r.status)),
+    Field("edge_regular", _regularity(lambda r: r.edge_regular), "edge_regular", chart=(_TAIL, 1)),
+    Field("tail_alpha", _regularity(lambda r: r.tail_alpha), "tail_alpha", chart=(_TAIL, 0), final="tail_alpha"),
+    Field("tail_k", _regularity(lambda r: r.tail_k)),
+    Field("edge_residual", _regularity(lambda r: r.edge_residual), "edge_residual"),
+    Field("outlier_localisation", _regularity(lambda r: r.localisation)),
     Field("outliers_deflated", _two_layer(lambda tl: tl.outliers_deflated), "outliers_deflated", chart=(_COUNT, 0),
           final="outliers_deflated"),
     Field("outlier_values", lambda an: an.outliers.values, "outlier_value_{i}", top_k=True,
@@ -209,7 +223,7 @@ def scalars(record: Mapping[str, Any], top_k: int = 8) -> dict[str, float]:
         if field.id_tag is not None and isinstance(ids, list):
             pairs += _id_entries(field.id_tag, record.get(field.key), ids)
         for tag, value in pairs:
-            value = number(value)
+            value = float(value) if isinstance(value, bool) else number(value)  # a flag is drawn as 0 / 1
             if value is not None:
                 out[prefix + tag] = value
     return out
