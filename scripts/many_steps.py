@@ -42,6 +42,7 @@ from _common import (  # noqa: E402
 
 TOP = 8
 COLUMNS = ("batches", "step", "eta", "outliers", "outliers_marginal", "outliers_deflated", "predicted_outliers_finite_n",
+           "comparator_coverage", "theory_note",
            "bulk_edge_theory", "bulk_edge", "bulk_edge_mp", "cut", "captured_energy", "outlier_values",
            *(f"s{i + 1}" for i in range(TOP)))
 READOUT_COLUMNS = ("batches", "step", "readout_train_mse", "readout_test_mse")
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     "batches": batches, "step": r["step"], "eta": r["eta"], "outliers": r["outliers"],
                     "outliers_marginal": r["outliers_marginal"], "outliers_deflated": r["outliers_deflated"],
                     "predicted_outliers_finite_n": r["predicted_outliers_finite_n"],
+                    "comparator_coverage": r.get("comparator_coverage"), "theory_note": r.get("theory_note"),
                     "bulk_edge_theory": r["bulk_edge_theory"], "bulk_edge": r["bulk_edge"],
                     "bulk_edge_mp": r["bulk_edge_mp"], "cut": r["cut"],
                     "captured_energy": r["captured_energy"], "outlier_values": r["outlier_values"],
