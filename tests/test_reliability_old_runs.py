@@ -2,8 +2,10 @@
 render in ``spikelearn report`` and still resume.
 
 ``tests/data/run_v1`` is a 3-step ``two_step_reused`` run at N = d = 32 (n = 64) written by commit 105c9ff: its
-``spectra.jsonl``, ``config.yaml``, ``hparams.yaml`` and ``checkpoints/last.ckpt`` (figures, events and snapshots left
-out to keep it small).
+``spectra.jsonl``, ``config.yaml`` and ``hparams.yaml`` (figures, events, snapshots and the checkpoint left out: no
+checkpoint is kept in git). The old monitor's checkpoint state is today's minus the spike-identity keys (the tracker
+keys ``warm``, ``products``, ``products_step``, ``W0_products``, ``last_step``, ``last_count`` are unchanged), so the
+resume test writes a checkpoint today and strips those keys, as 105c9ff wrote it.
 """
 
 from __future__ import annotations
@@ -43,15 +45,30 @@ def _fit(root: Path, *extra: str) -> list[dict]:
     return read_records(next(root.rglob("spectra.jsonl")))
 
 
+IDENTITY_KEYS = ("outlier_left", "outlier_right", "outlier_ids", "outlier_births", "next_outlier_id", "identity_step")
+
+
+def _as_before_identities(ckpt: Path) -> Path:
+    """The checkpoint with its monitor's tracker states as commit 105c9ff wrote them (no spike-identity keys)."""
+    state = torch.load(ckpt, weights_only=True)
+    stripped = 0
+    for key, callback in state["callbacks"].items():
+        if key.startswith("SpectrumMonitor"):
+            for tracker in callback["trackers"].values():
+                stripped += sum(tracker.pop(k, None) is not None for k in IDENTITY_KEYS)
+    assert stripped, "the monitor's state has no identity keys to strip"
+    out = ckpt.parent / "old_format.ckpt"
+    torch.save(state, out)
+    return out
+
+
 @pytest.mark.slow
 def test_an_old_checkpoint_resumes_to_the_records_of_an_uninterrupted_run(tmp_path):
-    # the old monitor's tracker state (warm start, products, last count) is loaded as it was written: the step-5
+    # a tracker state without spike identities (as before they existed) is loaded as it was written: the step-5
     # record of the resumed run equals the one of a run that never stopped, every key and number but the timing and
-    # the birth steps (a checkpoint written before spike ids existed holds none: ids start at its first resumed
-    # analysis, whose step becomes their birth)
-    ckpt = tmp_path / "old" / "last.ckpt"
-    ckpt.parent.mkdir()
-    shutil.copy(OLD_RUN / "checkpoints" / "last.ckpt", ckpt)
+    # the birth steps (ids start at the first resumed analysis, whose step becomes their birth)
+    _fit(tmp_path / "first", "--trainer.max_steps", "3")
+    ckpt = _as_before_identities(next((tmp_path / "first").rglob("last.ckpt")))
     resumed = _fit(tmp_path / "resumed", "--trainer.max_steps", "5", "--ckpt_path", str(ckpt))
     straight = _fit(tmp_path / "straight", "--trainer.max_steps", "5")
 
