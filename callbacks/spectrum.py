@@ -154,7 +154,8 @@ class SpectrumMonitor(Callback):
             decades and the last step.
         engine: how the engine measures (:class:`~spikelearn.functional.inputs.EngineConfig`: ``k``, ``max_order``,
             ``quantile``, ``outlier_rule`` by name, ``tol``, ``max_iters``, ``block_size``, ``seed``, ``threads``: the
-            CPU threads of the analysis and of the histogram's density estimate, training's own count untouched).
+            CPU threads of the analysis and of the histogram's density estimate, training's own count untouched;
+            ``comparator``: the finite-N comparator, on by default).
         log_top_k: how many top values / outliers get their own scalar tag.
         histogram_bins_per_edge: histogram bin width is ``(1 + √c) / histogram_bins_per_edge`` (linear bins of
             fixed width, aligned at 0, so steps are comparable).

@@ -20,12 +20,16 @@ import golden_records
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 ADDED_KEYS = {"schema", "edge_error", "outlier_ids", "outlier_births", "ended_outliers",  # added since the golden files
-              "comparator_coverage",
+              "comparator_coverage", "comparator_strengths", "comparator_critical_strength", "comparator_basis_size",
+              "comparator_bulk",  # issue 17's comparator
               "outlier_candidates", "count_status", "edge_regular", "tail_alpha", "tail_k", "edge_residual",
               "outlier_localisation"}  # issue 19's regularity stage
-ADDED_TAGS = {"edge_error", "comparator_coverage", "edge_regular", "tail_alpha", "edge_residual"}
-# the finite-N comparator may now be withheld (null, with its reason in theory_note) where it no longer applies
-WITHHELD = ("predicted_outliers_finite_n", "predicted_locations", "outlier_predicted_locations", "theory_note")
+ADDED_TAGS = {"edge_error", "comparator_coverage", "edge_regular", "tail_alpha", "edge_residual",
+              "comparator_critical_strength"}
+# the finite-N comparator was replaced (issue 17: BGN against the measured bulk's D-transform, a basis that follows
+# what was learned); its values are checked against independent truths in test_comparator.py and
+# test_d_transform.py, so here only its keys are compared, the notes without its sentences, and its extra products
+COMPARATOR = ("predicted_outliers_finite_n", "predicted_locations", "outlier_predicted_locations")
 # past two steps the asymptotic fields hold the stated step-t extension (they were null), said so in theory_note
 EXTENDED = ("predicted_outliers", "predicted_outliers_deflated", "theory_note")
 ADDED_TAG_PREFIXES = ("outlier_id/",)  # one tag per spike id
@@ -47,20 +51,34 @@ def _comparable(records: list[dict[str, object]]) -> list[dict[str, object]]:
     return [{k: v for k, v in r.items() if k not in TIMING | ADDED_KEYS} for r in records]
 
 
+def _other_notes(note: object) -> object:
+    """The note without the comparator's sentences (``None`` when nothing else is left)."""
+    if not isinstance(note, str):
+        return note
+    kept = [part for part in note.split("; ") if "finite-N" not in part]
+    return "; ".join(kept) or None
+
+
 def _without_withheld(new: list[dict[str, object]], old: list[dict[str, object]]) -> tuple[list, list]:
-    """Drop the comparator's fields from both sides where the new record withholds it and says why."""
+    """The comparator's values replaced by their presence, its products checked as added ones only, and the fields
+    of the step-t extension dropped where the new record says it holds the extension."""
     keep_new, keep_old = [], []
     for n, o in zip(new, old):
         note = str(n.get("theory_note"))
         dropped = set()
-        if n.get("predicted_outliers_finite_n") is None and "finite-N count withheld" in note:
-            dropped |= set(WITHHELD)
         if o.get("predicted_outliers") is None and "extension of the two-step law" in note:
             dropped |= set(EXTENDED)
-        n = {k: v for k, v in n.items() if k not in dropped}
-        o = {k: v for k, v in o.items() if k not in dropped}
-        keep_new.append(n)
-        keep_old.append(o)
+        pair = []
+        for r in (n, o):
+            r = {k: (k in r) if k in COMPARATOR else v for k, v in r.items() if k not in dropped}
+            if "theory_note" in r:
+                r["theory_note"] = _other_notes(r["theory_note"])
+            pair.append(r)
+        if "matvecs" in pair[0] and "matvecs" in pair[1]:
+            assert pair[0]["matvecs"] >= pair[1]["matvecs"], (n["step"], "the comparator only adds products")
+            pair[0]["matvecs"] = pair[1]["matvecs"]
+        keep_new.append(pair[0])
+        keep_old.append(pair[1])
     return keep_new, keep_old
 
 

@@ -101,6 +101,15 @@ def test_many_steps_quick(tmp_path):
     _check_png(tmp_path / "many_steps.png")
 
 
+def test_comparator_cases_quick(tmp_path):
+    script = _load("comparator_cases")
+    table = script.main([*QUICK, "--out", str(tmp_path)])
+    assert {r["batches"] for r in table} == {"independent", "reused"}
+    for r in table:  # every judged step is a count (equal, within 1 or off by more) or withheld
+        assert r["equal"] <= r["within_1"] and r["within_1"] + r["off_by_more"] + r["withheld"] == r["steps"] > 0
+    assert len(_rows(tmp_path / "comparator_cases.csv")) == len(table)
+
+
 def test_sweep_grid_points():
     sweep = _load("sweep")
     points = sweep.grid_points([["model.width,data.input_dim", "8", "16"], ["data.batches", "independent", "reused"]],

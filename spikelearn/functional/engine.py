@@ -28,6 +28,7 @@ from torch import Tensor
 
 from spikelearn.functional._measure import bounded_threads, check_matrix, frobenius_sq, tf32_off
 from spikelearn.functional.alignment import Alignment, outlier_alignment
+from spikelearn.functional.d_transform import BulkMeasure, measured_bulk
 from spikelearn.functional.identity import OutlierIds, identity_from_state_dict, identity_state_dict, match_outliers
 from spikelearn.functional.inputs import EngineConfig, EngineState, TheoryInputs
 from spikelearn.functional.krylov import rmm
@@ -152,7 +153,9 @@ def _analyze(
             WtQ = spectrum.krylov.extra_products
             initial = state.W0_products if state.W0_products is not None else (WtQ if step == 0 else None)
             references = References(state.previous_products(step), initial)
-            two_layer = two_layer_theory(W, spectrum, outliers, basis, references, theory.B)
+            learned = None if state.identities is None else state.identities.left
+            two_layer = two_layer_theory(W, spectrum, outliers, basis, references, theory.B,
+                                         _bulk(W, spectrum, outliers, regularity, config), learned)
         alignment = None
         if theory.B is not None:
             alignment = outlier_alignment(spectrum.right[:, : outliers.count], theory.B.to(W.device))
@@ -171,6 +174,19 @@ def _analyze(
     analysis = Analysis(spectrum, outliers, two_layer, prediction, alignment, tuple(n for n in notes if n), identities,
                         regularity)
     return analysis, _next_state(state, analysis, step)._replace(identities=identity_state)
+
+
+def _bulk(W: Tensor, spectrum: Spectrum, outliers: Outliers, regularity: Regularity, config: EngineConfig
+          ) -> BulkMeasure | str:
+    # the measured bulk's law for the comparator (stage 3), or why BGN has no bulk to work with
+    if not config.comparator:
+        return "finite-N comparator not computed (the engine's `comparator` is off)"
+    if outliers.method == "degenerate":
+        return "finite-N count withheld: no bulk to measure BGN locations against (degenerate spectrum)"
+    if regularity.edge_regular is False:
+        return ("finite-N count withheld: the top of the bulk is not a regular soft edge (heavy-tailed), where BGN "
+                "locations do not apply")
+    return measured_bulk(W, spectrum, outliers, config.seed)
 
 
 def _degenerate_note(spectrum: Spectrum, outliers: Outliers, config: EngineConfig, shape: tuple[int, int]) -> str:

@@ -42,6 +42,9 @@ class EngineConfig:
         seed: seed of the random start columns.
         threads: at most this many intra-op CPU threads while the engine measures (set and restored around each
             analysis; training keeps its own); ``None``: the caller's count. Ignored on a GPU.
+        comparator: compute the finite-N comparator (the measured bulk's D-transform, the comparator's basis and
+            strengths; about the cost of the rest of a warm analysis, BENCHMARKS.md); ``False`` leaves its fields
+            null and says so in the note.
 
     Example:
         >>> EngineConfig(k=8).rule.name
@@ -61,6 +64,7 @@ class EngineConfig:
     block_size: int = 8
     seed: int = 0
     threads: int | None = 1
+    comparator: bool = True
 
     def __post_init__(self) -> None:
         _int_at_least("k", self.k, 1)
@@ -70,6 +74,8 @@ class EngineConfig:
         _int_at_least("seed", self.seed, 0)
         if self.threads is not None:
             _int_at_least("threads", self.threads, 1)
+        if not isinstance(self.comparator, bool):
+            raise ValueError(f"`comparator` must be true or false, got {self.comparator!r}.")
         if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not self.tol > 0:
             raise ValueError(f"`tol` must be a positive number, got {self.tol!r}.")
         object.__setattr__(self, "_rule", outlier_rule(self.outlier_rule, self.quantile))  # checks both

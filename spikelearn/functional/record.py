@@ -20,7 +20,7 @@ import torch
 
 __all__ = ["FIELDS", "SCHEMA", "Field", "charts", "final_scalars", "flatten", "number", "plain", "scalars"]
 
-SCHEMA = 3
+SCHEMA = 4
 """Version of the record's keys: 3 added the regularity stage's keys (``outlier_candidates``, ``count_status``,
 ``edge_regular``, ``tail_alpha``, ``tail_k``, ``edge_residual``, ``outlier_localisation``); 2 added ``schema`` itself
 (and ``edge_error``); 1 is a record without it."""
@@ -130,6 +130,12 @@ FIELDS: tuple[Field, ...] = (
           "predicted_outliers_finite_n", chart=(_COUNT, 1), final="predicted_outliers_finite_n"),
     Field("predicted_locations", _two_layer(lambda tl: tl.predicted_locations())),
     Field("comparator_coverage", _two_layer(lambda tl: tl.coverage), "comparator_coverage"),
+    Field("comparator_strengths", _two_layer(lambda tl: None if tl.finite_n is None else tl.finite_n.strengths)),
+    Field("comparator_critical_strength",
+          _two_layer(lambda tl: None if tl.finite_n is None else tl.finite_n.critical_strength),
+          "comparator_critical_strength"),
+    Field("comparator_basis_size", _two_layer(lambda tl: tl.basis_size)),
+    Field("comparator_bulk", _two_layer(lambda tl: tl.bulk_source)),
     Field("alignment", _alignment(lambda al: al.overlaps.tolist()), "alignment/outlier_{i}/beta_{j}", top_k=True,
           id_tag="outlier_id/{id}/beta_{j}"),
     Field("captured_energy", _alignment(lambda al: al.captured_energy.tolist()), "alignment/beta_{i}",

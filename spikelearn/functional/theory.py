@@ -88,12 +88,15 @@ class FiniteNPrediction(NamedTuple):
             units of the noise scale, descending.
         locations: BGN locations (absolute units) of each strength.
         cut: the threshold the locations were compared with.
+        critical_strength: the smallest strength whose location clears ``cut`` (``nan`` when not computed; in units
+            of ``W`` for the measured-bulk comparator, whose strengths are in units of ``W`` too).
     """
 
     count: int
     strengths: list[float]
     locations: list[float]
     cut: float
+    critical_strength: float = float("nan")
 
 
 def _check_alphas(alphas: Sequence[float]) -> tuple[float, ...]:
