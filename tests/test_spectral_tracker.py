@@ -47,15 +47,17 @@ def test_tracker_state_round_trip_continues_exactly():
 
 
 def test_tracker_uses_its_cached_products_for_the_order_fit_and_finite_n_count():
-    # the tracker never sees W_{t-1} or W_0 again, yet its order-k strengths and finite-N count equal the ones
-    # computed from the matrices themselves
+    # the tracker never sees W_{t-1} again, yet its order-k strengths and finite-N count equal the ones computed from
+    # the matrix itself and the previous analysis's outliers (the comparator's learned directions)
     Ws, a = _trajectory()
     tracker = SpectralTracker(EngineConfig(k=8))
-    for t, W in enumerate(Ws):
-        s = tracker.update(W, t, TheoryInputs(a=a)).record()
+    for t, W in enumerate(Ws[:-1]):
+        tracker.update(W, t, TheoryInputs(a=a))
+    previous_identities = tracker.state.identities
+    s = tracker.update(Ws[-1], len(Ws) - 1, TheoryInputs(a=a)).record()
     K, t = 4, len(Ws) - 1
     references = EngineState(products=reference_products(Ws[-2], a, K), products_step=t - 1,
-                             W0_products=reference_products(Ws[0], a, K))
+                             identities=previous_identities)
     direct = analyze(Ws[-1], TheoryInputs(a=a), EngineConfig(k=8), references, step=t)[0].record()
     assert s["order_strengths"] == pytest.approx(direct["order_strengths"], rel=1e-9)
     assert s["predicted_outliers_finite_n"] == direct["predicted_outliers_finite_n"]

@@ -118,8 +118,9 @@ def test_counts_and_alignments_are_the_engines_on_the_saved_snapshot(tmp_path):
     a = snaps[2].a
     theory = TheoryInputs(a=a, B=snaps[2].B, alphas=[0.3, 0.45], a_kind="gaussian",
                           activation_coefficients=activation_coefficients(module.activation, 5).tolist())
+    previous = analyze(W1, theory, EngineConfig(k=32), step=1)[1]  # the previous analysis's outliers (identities)
     references = EngineState(products=reference_products(W1, a, 4), products_step=1,
-                             W0_products=reference_products(W0, a, 4))
+                             identities=previous.identities)
     offline = analyze(W2, theory, EngineConfig(k=32), references, step=2)[0].record()
     online = monitor.history[-1]
     assert online["step"] == 2 and online["outliers"] >= 1

@@ -37,7 +37,7 @@ from spikelearn.functional.record import flatten
 from spikelearn.functional.regularity import Regularity, counted_outliers, edge_regularity
 from spikelearn.functional.spectrum import Spectrum, top_spectrum, zero_spectrum
 from spikelearn.functional.theory import A_KINDS, OutlierPrediction, hadamard_power_basis
-from spikelearn.functional.two_layer import References, TwoLayer, asymptotic_prediction, two_layer_theory
+from spikelearn.functional.two_layer import TwoLayer, asymptotic_prediction, two_layer_theory
 
 __all__ = ["Analysis", "SpectralTracker", "analyze", "reference_products"]
 
@@ -86,12 +86,11 @@ def _check_inputs(W: Tensor, theory: TheoryInputs, config: EngineConfig, state: 
             f"`max_order` = {config.max_order} needs the {K1} left vectors a, a^2, ... to fit in width N = {N}: "
             f"use max_order <= {N - 1} or a wider network."
         )
-    for name, M in (("products", state.products), ("W0_products", state.W0_products)):
-        if theory.a is not None and M is not None and tuple(M.shape) != (d, K1):
-            raise ValueError(
-                f"state `{name}` must have shape ({d}, {K1}) (products with Q_a of the same `max_order`), "
-                f"got {tuple(M.shape)}."
-            )
+    if theory.a is not None and state.products is not None and tuple(state.products.shape) != (d, K1):
+        raise ValueError(
+            f"state `products` must have shape ({d}, {K1}) (products with Q_a of the same `max_order`), "
+            f"got {tuple(state.products.shape)}."
+        )
 
 
 def analyze(
@@ -108,8 +107,7 @@ def analyze(
         theory: ``a``, ``alphas``, ``a_kind``, ``activation_coefficients``, ``B`` (all optional).
         config: how to measure (default :class:`~spikelearn.functional.inputs.EngineConfig`).
         state: what an earlier analysis of this weight left (default: none, a cold start).
-        step: ``t``; the order-k fit uses the state's products when they are of step ``t - 1``, the finite-N count
-            those of step 0 (at step 0, ``W`` is its own reference).
+        step: ``t``; the order-k fit uses the state's products when they are of step ``t - 1``.
 
     Returns:
         ``(Analysis, new EngineState)``.
@@ -150,11 +148,8 @@ def _analyze(
         outliers = counted_outliers(outliers, regularity)
         two_layer = None
         if basis is not None:
-            WtQ = spectrum.krylov.extra_products
-            initial = state.W0_products if state.W0_products is not None else (WtQ if step == 0 else None)
-            references = References(state.previous_products(step), initial)
             learned = None if state.identities is None else state.identities.left
-            two_layer = two_layer_theory(W, spectrum, outliers, basis, references, theory.B,
+            two_layer = two_layer_theory(W, spectrum, outliers, basis, state.previous_products(step), theory.B,
                                          _bulk(W, spectrum, outliers, regularity, config), learned)
         alignment = None
         if theory.B is not None:
@@ -215,8 +210,6 @@ def _next_state(state: EngineState, analysis: Analysis, step: int) -> EngineStat
     state = state._replace(warm=analysis.spectrum.krylov.warm_vectors, last_step=step, last_count=count)
     if analysis.two_layer is not None:
         state = state._replace(products=analysis.two_layer.a_products, products_step=step)
-        if step == 0:
-            state = state._replace(W0_products=analysis.two_layer.a_products)
     return state
 
 
@@ -234,7 +227,7 @@ class SpectralTracker:
     r"""The engine along a trajectory: one object per watched weight that owns its :class:`EngineState`.
 
     ``update(W_t, t)`` runs :func:`analyze` warm-started from the previous analysis and with the cached products
-    :math:`W_{t-1}^\top Q_a` and :math:`W_0^\top Q_a` (neither ``W_{t-1}`` nor ``W_0`` is kept);
+    :math:`W_{t-1}^\top Q_a` (``W_{t-1}`` is not kept; the finite-N comparator needs no ``W_0``);
     ``remember(W_t, t, a)`` keeps the products of a step that is not analysed but precedes one that is.
     ``state_dict()`` / ``load_state_dict()`` carry the state through a checkpoint, so a resumed run's records equal
     an uninterrupted run's.
@@ -249,7 +242,7 @@ class SpectralTracker:
         >>> tracker.update(W, 0).outliers.count, tracker.update(W * 1.01, 1).outliers.count
         (0, 0)
         >>> sorted(tracker.state_dict())[:6]
-        ['W0_products', 'identity_step', 'last_count', 'last_step', 'next_outlier_id', 'outlier_births']
+        ['identity_step', 'last_count', 'last_step', 'next_outlier_id', 'outlier_births', 'outlier_ids']
     """
 
     def __init__(self, config: EngineConfig | None = None) -> None:
@@ -270,8 +263,6 @@ class SpectralTracker:
         """Keep :math:`W_t^\\top Q_a` of an unanalysed step ``t`` (for the order-k fit of step ``t + 1``)."""
         products = reference_products(W, a, self.config.max_order, self.config.threads)
         self.state = self.state._replace(products=products, products_step=step)
-        if step == 0 and self.state.W0_products is None:
-            self.state = self.state._replace(W0_products=products)
 
     def state_dict(self) -> dict[str, Tensor | int | None]:
         """Plain tensors and ints (CPU): loadable with ``torch.load(..., weights_only=True)``."""
@@ -280,14 +271,14 @@ class SpectralTracker:
             "warm": None if s.warm is None else s.warm.detach().cpu(),
             "products": None if s.products is None else s.products.detach().cpu(),
             "products_step": s.products_step if s.products is not None else None,
-            "W0_products": None if s.W0_products is None else s.W0_products.detach().cpu(),
             "last_step": s.last_step,
             "last_count": s.last_count,
             **identity_state_dict(s.identities),
         }
 
     def load_state_dict(self, state: dict[str, Tensor | int | None], device: torch.device | str = "cpu") -> None:
-        """Restore :meth:`state_dict` onto ``device``."""
+        """Restore :meth:`state_dict` onto ``device`` (a ``W0_products`` key of a checkpoint written before the
+        comparator stopped needing :math:`W_0` is ignored)."""
         def _on(x: object) -> Tensor | None:
             return x.to(device) if isinstance(x, Tensor) else None
 
@@ -299,6 +290,5 @@ class SpectralTracker:
             last_step=int(state.get("last_step", -1)),  # type: ignore[arg-type]
             products=None if products is None or products_step is None else products,
             products_step=None if products is None or products_step is None else int(products_step),  # type: ignore[arg-type]
-            W0_products=_on(state.get("W0_products")),
             identities=identity_from_state_dict(state, device),
         )

@@ -95,7 +95,6 @@ class EngineState(NamedTuple):
         last_step: the step of that analysis (``-1``: none yet).
         products: :math:`W_s^\\top Q_a` of the last step ``s`` whose products were kept, ``(d, K+1)``.
         products_step: that step ``s``.
-        W0_products: :math:`W_0^\\top Q_a`, ``(d, K+1)`` (the finite-N count's reference).
         identities: the last analysis's outlier vectors and ids (spike identity across steps).
     """
 
@@ -104,7 +103,6 @@ class EngineState(NamedTuple):
     last_step: int = -1
     products: Tensor | None = None
     products_step: int | None = None
-    W0_products: Tensor | None = None
     identities: IdentityState | None = None
 
     def previous_products(self, step: int) -> Tensor | None:

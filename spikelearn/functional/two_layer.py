@@ -35,7 +35,7 @@ from spikelearn.functional.spectrum import Spectrum
 from spikelearn.functional.theory import FiniteNPrediction, OutlierPrediction, predicted_outlier_count
 
 __all__ = [
-    "MIN_COVERAGE", "References", "TwoLayer", "asymptotic_prediction", "comparator_coverage", "comparator_validity",
+    "MIN_COVERAGE", "TwoLayer", "asymptotic_prediction", "comparator_coverage", "comparator_validity",
     "LEARNED_HARMONICS", "MAX_LEARNED", "ComparatorBasis", "comparator_basis", "deflated_count", "finite_n_comparator",
     "low_rank_strengths", "two_layer_theory",
 ]
@@ -53,27 +53,15 @@ MAX_LEARNED = 4
 _NEW_DIRECTION = 1e-3  # a column whose part outside the basis so far is below this (relative) adds no direction
 
 
-class References(NamedTuple):
-    """Products of earlier snapshots with ``Q_a`` (the engine never keeps or reads those snapshots again).
-
-    Attributes:
-        previous: :math:`W_{t-1}^\\top Q_a`, ``(d, K+1)``: the order-k fit of the update (``None``: no fit).
-        initial: :math:`W_0^\\top Q_a`, ``(d, K+1)``: the finite-N count (``None``: no count).
-    """
-
-    previous: Tensor | None = None
-    initial: Tensor | None = None
-
-
 class TwoLayer(NamedTuple):
     """The two-layer theory's fields of one snapshot.
 
     Attributes:
         outliers_deflated: outliers of :math:`(I - \\hat a\\hat a^\\top)W`.
         left_alignment: :math:`\\langle u_i, q_k\\rangle^2`, ``(n_out, K+1)`` float64.
-        order: the order-k fit of :math:`W_t - W_{t-1}` (``None`` without ``references.previous``).
-        finite_n: the finite-N spiked-model prediction (``None`` without ``references.initial``, or when it does not
-            apply: see ``finite_n_note``).
+        order: the order-k fit of :math:`W_t - W_{t-1}` (``None`` without the products of ``W_{t-1}``).
+        finite_n: the finite-N spiked-model prediction (``None`` without a comparator, or when it does not apply:
+            see ``finite_n_note``).
         coverage: how much of what the outliers learned lies in the comparator's basis ``span(a, a^{∘2}, …)``
             (:func:`comparator_coverage`; ``None`` without outliers).
         finite_n_note: why the finite-N count is withheld (``None`` when it is reported).
@@ -159,7 +147,7 @@ def two_layer_theory(
     spectrum: Spectrum,
     outliers: Outliers,
     basis: tuple[Tensor, Tensor],
-    references: References,
+    previous: Tensor | None,
     B: Tensor | None = None,
     bulk: BulkMeasure | str | None = None,
     learned: Tensor | None = None,
@@ -173,7 +161,8 @@ def two_layer_theory(
         outliers: stage 2.
         basis: ``(A, Q_a)``, both ``(N, K+1)`` float64, from
             :func:`~spikelearn.functional.theory.hadamard_power_basis`.
-        references: :math:`W_{t-1}^\top Q_a` (the order-k fit).
+        previous: :math:`W_{t-1}^\top Q_a`, ``(d, K+1)``, for the order-k fit of the update (``None``: no fit; the
+            engine never keeps or reads earlier snapshots, only these products).
         B: target directions ``(d, r)``, for the order-k alignments.
         bulk: the measured bulk's law (:func:`~spikelearn.functional.d_transform.measured_bulk`), or why there is none
             to measure against (a degenerate or heavy-tailed spectrum: no coverage, and the count is withheld with that
@@ -192,8 +181,8 @@ def two_layer_theory(
     deflated, extra = deflated_count(W, spectrum, a_hat, WtQ[:, :1], outliers)
     left = (spectrum.left[:, :n_out].to(torch.float64).T @ Qa) ** 2  # (n_out, K+1)
     order = None
-    if references.previous is not None:
-        order = order_fit(WtQ - references.previous.to(WtQ), A, Qa, B)
+    if previous is not None:
+        order = order_fit(WtQ - previous.to(WtQ), A, Qa, B)
     coverage, finite_n, withheld = None, None, bulk if isinstance(bulk, str) else None
     basis_size, source = None, None
     if isinstance(bulk, BulkMeasure):
