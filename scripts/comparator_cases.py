@@ -43,11 +43,12 @@ def _many_steps() -> ModuleType:
     return module
 
 
-def film(N: int, schedule: str, target: str, steps: int, out: Path, threads: int | None) -> list[dict]:
-    """The many-step film of one case (both batch modes), rows as ``many_steps.csv``'s."""
+def film(N: int, schedule: str, target: str, steps: int, out: Path, threads: int | None, every: int = 1) -> list[dict]:
+    """The many-step film of one case (both batch modes), rows as ``many_steps.csv``'s: every step analysed up to
+    step 5, then every ``every`` steps; one readout checkpoint (the comparator does not need the readout)."""
     c, alpha, tail = SCHEDULES[schedule]
     argv = ["--no-progress", "--N", str(N), "--steps", str(steps), "--out", str(out), "--step-c", *c,
-            "--step-alpha", *alpha, "--tail", tail, "--target", target]
+            "--step-alpha", *alpha, "--tail", tail, "--target", target, "--every", str(every), "--readout-points", "1"]
     with contextlib.redirect_stdout(io.StringIO()):  # many_steps' own summary lines
         return _many_steps().main(argv + (["--threads", str(threads)] if threads else []))
 
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--N", type=int, nargs="+", default=[512, 1024], help="widths (d = n = N)")
     parser.add_argument("--steps", type=int, default=30, help="T")
     parser.add_argument("--from-step", type=int, default=10, help="first step judged")
+    parser.add_argument("--every", type=int, default=1, help="analyse every this many steps after step 5")
     parser.add_argument("--schedules", nargs="+", default=list(SCHEDULES), choices=list(SCHEDULES))
     parser.add_argument("--targets", nargs="+", default=list(TARGETS))
     args = parser.parse_args(argv)
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     cases = [(N, s, t) for N in args.N for s in args.schedules for t in args.targets]
     steps_rows, table = [], []
     for N, schedule, target in progress(cases, "comparator cases", not args.no_progress):
-        rows = film(N, schedule, target, args.steps, args.out / "films", args.threads)
+        rows = film(N, schedule, target, args.steps, args.out / "films", args.threads, args.every)
         for batches in sorted({r["batches"] for r in rows}):
             mine = [r for r in rows if r["batches"] == batches]
             case = {"N": N, "schedule": schedule, "target": target, "batches": batches}

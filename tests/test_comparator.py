@@ -152,12 +152,13 @@ def _cases():
 @pytest.mark.parametrize("schedule", ["constant N^0.45", "inverse_sqrt", "packaged"])
 @pytest.mark.parametrize("target", ["he1", "bounded_he2"])
 def test_past_step_10_the_comparator_is_within_one_or_withheld_with_its_reason(tmp_path, N, schedule, target):
-    # many-step runs at N = 512 and 1024, both batch modes: at every analysed step t >= 10 the finite-N count is
+    # many-step runs at N = 512 and 1024, both batch modes, analysed every other step: at every analysed step
+    # t >= 10 (scripts/comparator_cases.py, which gives the per-case table, judges every step) the finite-N count is
     # within 1 of the measured count, or null with "finite-N count withheld" and its reason (before issue 17: 5 = the
     # basis size against 2 measured for eta = N^0.45 held)
-    film = _cases().film(N, schedule, target, 30, tmp_path, threads=1)
+    film = _cases().film(N, schedule, target, 30, tmp_path, threads=1, every=2)
     late = [r for r in film if r["step"] >= 10]
-    assert {r["batches"] for r in late} == {"independent", "reused"} and len(late) >= 2 * 20
+    assert {r["batches"] for r in late} == {"independent", "reused"} and len(late) == 2 * 11
     for r in late:
         if r["predicted_outliers_finite_n"] is None:
             assert "finite-N count withheld" in r["theory_note"], r
