@@ -70,6 +70,7 @@ class BulkMeasure(NamedTuple):
         c: :math:`\min(N, d)/\max(N, d) \le 1`.
         transposed: ``N > d`` (BGN's ``u`` side is ``W``'s right side).
         source: ``"full spectrum"`` or ``"stochastic Lanczos"``.
+        matvecs: columns multiplied by ``W`` or ``Wᵀ`` to measure it (0 for a full spectrum).
     """
 
     points: Tensor
@@ -77,6 +78,7 @@ class BulkMeasure(NamedTuple):
     c: float
     transposed: bool
     source: str
+    matvecs: int = 0
 
     @property
     def top(self) -> float:
@@ -184,4 +186,5 @@ def measured_bulk(W: Tensor, spectrum: Spectrum, outliers: Outliers, seed: int =
     exact = top[r:].cpu()
     points = torch.cat([exact, nodes])
     weights = torch.cat([torch.full_like(exact, 1.0 / (n - r)), node_weights])
-    return BulkMeasure(points, weights / weights.sum(), n / max(N, d), N > d, "stochastic Lanczos")
+    return BulkMeasure(points, weights / weights.sum(), n / max(N, d), N > d, "stochastic Lanczos",
+                       density.products * PROBES)

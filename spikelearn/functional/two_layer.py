@@ -4,10 +4,11 @@ r"""Stage 3 of the engine (SPEC §2, §4): what the two-layer theory says about 
 * the **left alignments** of the outliers with the Gram–Schmidt basis ``Q_a`` of ``a, a^{∘2}, …``;
 * the **order-k fit** of the update :math:`W_t - W_{t-1}` from the cached products :math:`W^\top Q_a`;
 * the **finite-N predicted count** (the comparator, SPEC §4): the low-rank part of ``W`` in a left basis that
-  follows what was learned (:func:`comparator_basis`: ``a, a^{∘2}, …`` and the Hadamard harmonics of the previous
-  analysis's outlier vectors), its strengths (:func:`low_rank_strengths`, the bulk's own energy in the basis taken
-  off) fed into the BGN formula of the *measured* bulk (its D-transform, :mod:`~spikelearn.functional.d_transform`)
-  and cut where the measured outliers are cut (:func:`finite_n_comparator`);
+  follows what was learned (:func:`comparator_basis`: the previous analysis's outlier vectors, ``a, a^{∘2}, …`` and
+  the learned vectors' Hadamard harmonics), its strengths (:func:`low_rank_strengths`: the learned directions' by
+  BGN's inverse, the others' with the bulk's own energy in the basis taken off; no ``W_0``) fed into the BGN formula
+  of the *measured* bulk (its D-transform, :mod:`~spikelearn.functional.d_transform`) and cut where the measured
+  outliers are cut (:func:`finite_n_comparator`);
 * the comparator's **coverage**: how much of the measured outliers' left vectors its basis holds, against the
   BGN overlap the same bulk predicts at their locations;
 * the **asymptotic prediction** :math:`1 + \lfloor\alpha_2/(1/2 - \alpha_1)\rfloor` (:func:`asymptotic_prediction`).
@@ -35,8 +36,8 @@ from spikelearn.functional.spectrum import Spectrum
 from spikelearn.functional.theory import FiniteNPrediction, OutlierPrediction, predicted_outlier_count
 
 __all__ = [
-    "MIN_COVERAGE", "TwoLayer", "asymptotic_prediction", "comparator_coverage", "comparator_validity",
-    "LEARNED_HARMONICS", "MAX_LEARNED", "ComparatorBasis", "comparator_basis", "deflated_count", "finite_n_comparator",
+    "LEARNED_HARMONICS", "MAX_LEARNED", "MIN_COVERAGE", "ComparatorBasis", "TwoLayer", "asymptotic_prediction",
+    "comparator_basis", "comparator_coverage", "comparator_validity", "deflated_count", "finite_n_comparator",
     "low_rank_strengths", "two_layer_theory",
 ]
 
@@ -67,8 +68,9 @@ class TwoLayer(NamedTuple):
         finite_n_note: why the finite-N count is withheld (``None`` when it is reported).
         basis_size: columns of the comparator's basis ``C`` (``None``: no comparator).
         bulk_source: how the measured bulk's law was obtained (``"full spectrum"`` or ``"stochastic Lanczos"``).
-        a_products: :math:`W_t^\\top Q_a`, ``(d, K+1)``: the next analysis's ``references.previous``.
-        matvecs: columns multiplied for the deflated count (0 or 1).
+        a_products: :math:`W_t^\\top Q_a`, ``(d, K+1)``: the next analysis's ``previous``.
+        matvecs: columns multiplied by ``W`` or ``Wᵀ`` here: the deflated count's (0 or 1), the comparator's basis
+            (``r``) and its bulk's quadrature.
     """
 
     outliers_deflated: int
@@ -194,7 +196,7 @@ def two_layer_theory(
         withheld = comparator_validity(coverage)
         if withheld is None:
             strengths = low_rank_strengths(W, comparator, bulk, U, outliers.values)
-            finite_n, extra = finite_n_comparator(strengths, bulk, outliers.cut), extra + C.shape[1]
+            finite_n, extra = finite_n_comparator(strengths, bulk, outliers.cut), extra + C.shape[1] + bulk.matvecs
     return TwoLayer(deflated, left, order, finite_n, WtQ, extra, coverage, withheld, basis_size, source)
 
 
