@@ -9,7 +9,6 @@ from spikelearn.functional import theory
 from spikelearn.functional.theory import (
     EXTENSION_NOTE,
     extended_outlier_count,
-    finite_n_predicted_count,
     hadamard_power_basis,
     learnable_directions,
     predicted_outlier_count,
@@ -116,22 +115,6 @@ def test_hadamard_basis_inner_products():
     torch.testing.assert_close(Q.T @ Q, torch.eye(3, dtype=torch.float64))
 
 
-def test_finite_n_count_planted():
-    g = torch.Generator().manual_seed(1)
-    N, d = 500, 1000
-    W0 = torch.randn(N, d, generator=g, dtype=torch.float64) / d**0.5
-    a = torch.randn(N, generator=g, dtype=torch.float64) / N**0.5
-    v = torch.linalg.qr(torch.randn(d, 2, generator=g, dtype=torch.float64))[0]
-    _, Q = hadamard_power_basis(a, 2)
-    # strengths 3 (first spike), 1.5 (order 1, above c^{1/4} = 0.84), 0.5 (below BBP)
-    W = W0 + 3.0 * torch.outer(Q[:, 0], v[:, 0]) + 1.5 * torch.outer(Q[:, 1], v[:, 1])
-    W = W + 0.5 * torch.outer(Q[:, 2], torch.linalg.qr(torch.randn(d, 1, generator=g, dtype=torch.float64))[0][:, 0])
-    pred = finite_n_predicted_count(W, W0, a, max_order=2)
-    assert pred.count == 2
-    # strengths recovered up to the O(1) projected noise: sqrt(d/d)/... ~ (K+1)/sqrt(N) scale
-    assert pred.strengths[0] == pytest.approx(3.0, abs=0.05)
-
-
 def test_errors():
     with pytest.raises(ValueError, match="a_kind"):
         predicted_outlier_count([0.1], a_kind="uniform")
@@ -143,8 +126,6 @@ def test_errors():
         learnable_directions(0.1, 0.1, reused=False)
     with pytest.raises(ValueError, match="max_order"):
         hadamard_power_basis(torch.ones(3), -1)
-    with pytest.raises(ValueError, match="W0"):
-        finite_n_predicted_count(torch.ones(3, 4), torch.ones(4, 3), torch.ones(3))
 
 
 def test_learnable_directions_accepts_infinite_information_exponent():

@@ -114,7 +114,8 @@ class BulkMeasure(NamedTuple):
         return dphi * self.phi_tilde(z) + phi * (self.c * dphi - (1.0 - self.c) / (z * z))
 
     def critical_strength(self, z: float) -> float:
-        r""":math:`\theta_c(z) = D(z)^{-1/2}`: a spike of strength above it has its outlier above ``z``."""
+        r""":math:`\theta_c(z) = D(z)^{-1/2}`: a spike of strength above it has its outlier above ``z`` (and one of
+        exactly this strength has it at ``z``: BGN's inverse)."""
         return self.d_transform(z) ** -0.5
 
     def location(self, theta: float, above: float) -> float | None:
@@ -128,10 +129,6 @@ class BulkMeasure(NamedTuple):
         while self.d_transform(high) > target:
             high *= 2.0
         return float(brentq(lambda z: self.d_transform(z) - target, low, high, xtol=1e-12 * high, rtol=1e-12))
-
-    def strength(self, z: float) -> float:
-        r"""The strength :math:`\theta = D(z)^{-1/2}` whose outlier sits at ``z``."""
-        return self.critical_strength(z)
 
     def overlaps(self, z: float) -> Overlaps:
         r"""Squared overlaps of the singular vectors of an outlier at ``z`` with its spike's, left and right of

@@ -22,14 +22,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from spikelearn.functional.rmt import bgn_rank_one, mp_bulk_edge, tracy_widom_margin
 
 __all__ = [
     "A_KINDS",
     "FiniteNPrediction",
     "LearnableDirections",
     "OutlierPrediction",
-    "finite_n_predicted_count",
     "hadamard_power_basis",
     "learnable_directions",
     "predicted_outlier_count",
@@ -80,23 +78,22 @@ class LearnableDirections(NamedTuple):
 
 
 class FiniteNPrediction(NamedTuple):
-    """Finite-N spiked-model prediction (SPEC §4, last bullet).
+    """Finite-N spiked-model prediction (SPEC §4; built by
+    :func:`~spikelearn.functional.two_layer.finite_n_comparator`).
 
     Attributes:
-        count: number of predicted locations above ``cut``.
-        strengths: singular values :math:`\\theta'_i` of the projected low-rank part, in
-            units of the noise scale, descending.
-        locations: BGN locations (absolute units) of each strength.
+        count: number of strengths above ``critical_strength`` (their locations clear ``cut``).
+        strengths: strengths :math:`\\theta_i` of the comparator's low-rank part, units of ``W``, descending.
+        locations: BGN locations against the measured bulk (units of ``W``), ``nan`` below ``critical_strength``.
         cut: the threshold the locations were compared with.
-        critical_strength: the smallest strength whose location clears ``cut`` (``nan`` when not computed; in units
-            of ``W`` for the measured-bulk comparator, whose strengths are in units of ``W`` too).
+        critical_strength: :math:`D(\\text{cut})^{-1/2}`, units of ``W``.
     """
 
     count: int
     strengths: list[float]
     locations: list[float]
     cut: float
-    critical_strength: float = float("nan")
+    critical_strength: float
 
 
 def _check_alphas(alphas: Sequence[float]) -> tuple[float, ...]:
@@ -378,75 +375,3 @@ def hadamard_power_basis(a: Tensor, max_order: int) -> tuple[Tensor, Tensor]:
     sign = torch.sign(torch.diagonal(R))
     sign[sign == 0] = 1.0
     return A, Q * sign
-
-
-def finite_n_predicted_count(
-    W: Tensor,
-    W0: Tensor,
-    a: Tensor,
-    *,
-    max_order: int = 4,
-    noise_scale: float = 1.0,
-    cut: float | None = None,
-    quantile: float = 0.995,
-) -> FiniteNPrediction:
-    r"""Finite-N spiked-model outlier count (SPEC §4, last bullet).
-
-    Project the change on the left onto :math:`\mathrm{span}(a, a^{\circ2}, \dots)` with the
-    Gram–Schmidt basis ``Q``, take the singular values of the low-rank part in units of the
-    noise scale ``s``, and count the BGN locations above the cut:
-
-    .. math:: \theta'_i = \sigma_i\bigl(Q^\top (W_t - W_0)\bigr)/s, \qquad
-              \#\{i : s\,\ell(\theta'_i) > \text{cut}\},
-
-    with :math:`\ell` the BGN location (:func:`~spikelearn.functional.rmt.bgn_rank_one`) and
-    by default cut :math:`= s(1+\sqrt c) + m` (TW margin ``m``).
-
-    Args:
-        W: weights ``W_t``, shape ``(N, d)``.
-        W0: initial weights, shape ``(N, d)``.
-        a: second-layer weights, shape ``(N,)``.
-        max_order: highest order ``K``: the basis has ``K + 1`` columns.
-        noise_scale: bulk scale ``s`` (1 for the ``N(0, 1/d)`` initialisation).
-        cut: threshold on locations; default edge plus Tracy–Widom margin.
-        quantile: TW quantile of the default margin.
-
-    Returns:
-        ``FiniteNPrediction(count, strengths, locations, cut)``.
-
-    Raises:
-        ValueError: on inconsistent shapes.
-
-    Example:
-        >>> g = torch.Generator().manual_seed(0)
-        >>> N, d = 400, 800
-        >>> W0 = torch.randn(N, d, generator=g, dtype=torch.float64) / d**0.5
-        >>> a = torch.randn(N, generator=g, dtype=torch.float64) / N**0.5
-        >>> v = torch.randn(d, generator=g, dtype=torch.float64); v /= v.norm()
-        >>> W = W0 + 3.0 * torch.outer(a / a.norm(), v)
-        >>> finite_n_predicted_count(W, W0, a).count
-        1
-    """
-    if W.ndim != 2:
-        raise ValueError(f"`W` must be 2-D of shape (N, d), got shape {tuple(W.shape)}.")
-    if W0.shape != W.shape:
-        raise ValueError(f"`W0` must have shape {tuple(W.shape)} like `W`, got {tuple(W0.shape)}.")
-    if a.shape != (W.shape[0],):
-        raise ValueError(f"`a` must have shape ({W.shape[0]},), got {tuple(a.shape)}.")
-    _, Q = hadamard_power_basis(a, max_order)
-    Qw = Q.to(W.dtype)
-    M = (W.T @ Qw - W0.T @ Qw).to(torch.float64)  # (d, K+1)
-    return _finite_n_from_projection(M, W.shape[0], W.shape[1], noise_scale, cut, quantile)
-
-
-def _finite_n_from_projection(
-    M: Tensor, N: int, d: int, noise_scale: float, cut: float | None, quantile: float
-) -> FiniteNPrediction:
-    # M: (d, K+1) = (W_t - W_0)^T Q, the projected low-rank part (transposed)
-    c = N / d
-    if cut is None:
-        cut = mp_bulk_edge(c, noise_scale) + tracy_widom_margin(N, d, quantile, noise_scale)
-    strengths = (torch.linalg.svdvals(M) / noise_scale).tolist()
-    locations = [bgn_rank_one(th, c, noise_scale).location for th in strengths]
-    count = sum(1 for loc in locations if loc > cut)
-    return FiniteNPrediction(count, strengths, locations, float(cut))

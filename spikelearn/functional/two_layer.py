@@ -284,7 +284,7 @@ def low_rank_strengths(
     products = rmm(W, C.to(W.dtype)).to(torch.float64)  # (d, r)
     learned = []
     for rho in torch.linalg.vector_norm(products[:, :n_learned], dim=0).tolist():
-        learned.append(bulk.strength(rho) if rho > bulk.top else 0.0)
+        learned.append(bulk.critical_strength(rho) if rho > bulk.top else 0.0)  # BGN's inverse
     H, PH = C[:, n_learned:], products[:, n_learned:]
     keep = 1.0
     if n_learned:  # the learned directions' right vectors deflated: what leaks of their spikes into H is theirs
